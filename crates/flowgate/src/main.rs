@@ -1,0 +1,2 @@
+//! The `flowgate` command.
+fn main() {}
