@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs everything flowgate and its tests need on a Debian 12 machine.
+# Idempotent: packages already present are not touched, so a second run
+# takes a second. Needs root (or sudo) for apt.
+set -euo pipefail
+
+# Debian packages: Open vSwitch for the data plane and the test beds, the
+# tools the test bed drives (ip, ethtool, ping, nc, kill/pgrep, unshare),
+# tcpdump and iperf3 for packet-level checks, python3-venv for the AWS
+# clients.
+PACKAGES=(
+  openvswitch-switch
+  iproute2
+  ethtool
+  iputils-ping
+  netcat-openbsd
+  procps
+  util-linux
+  tcpdump
+  iperf3
+  python3-venv
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  # The package's init scripts would start a system-wide Open vSwitch;
+  # flowgate's test beds start their own, so a failure to start it (as in
+  # containers without systemd) is harmless.
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "setup: Debian packages present"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install Rust (https://rustup.rs) and re-run" >&2
+  exit 1
+fi
