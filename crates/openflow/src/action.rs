@@ -177,15 +177,15 @@ pub enum Action {
     /// `OFPAT_SET_FIELD`: overwrite a whole field (Open vSwitch also
     /// accepts Nicira fields such as `ct_mark` and registers here).
     SetField(OxmField),
-    /// `NXAST_RESUBMIT` (no table) or `NXAST_RESUBMIT_TABLE`: look the
-    /// packet up again, as if it came from `in_port`, in `table`.
+    /// `NXAST_RESUBMIT_TABLE` (or the older `NXAST_RESUBMIT`, which
+    /// decodes to the same value): look the packet up again, as if it came
+    /// from `in_port`, in `table`. Always encoded as `NXAST_RESUBMIT_TABLE`,
+    /// the form Open vSwitch reports back.
     Resubmit {
         /// Port to pretend the packet came in on; `IN_PORT` keeps it.
         in_port: PortNo,
-        /// Table to search, `None` for the current one with the plain
-        /// `NXAST_RESUBMIT` encoding (`Some(255)` also means the current
-        /// table, encoded as `NXAST_RESUBMIT_TABLE`).
-        table: Option<u8>,
+        /// Table to search; 255 means the current table.
+        table: u8,
     },
     /// `NXAST_REG_MOVE`: copy `n_bits` from one field to another.
     RegMove {
@@ -274,7 +274,7 @@ impl Action {
     pub fn resubmit_table(table: u8) -> Action {
         Action::Resubmit {
             in_port: PortNo::IN_PORT,
-            table: Some(table),
+            table,
         }
     }
 
@@ -435,16 +435,9 @@ fn nx_header(out: &mut Vec<u8>, subtype: u16) {
 fn encode_nicira(action: &Action, out: &mut Vec<u8>, start: usize) -> Result<(), EncodeError> {
     match action {
         Action::Resubmit { in_port, table } => {
-            nx_header(
-                out,
-                if table.is_some() {
-                    NXAST_RESUBMIT_TABLE
-                } else {
-                    NXAST_RESUBMIT
-                },
-            );
+            nx_header(out, NXAST_RESUBMIT_TABLE);
             out.put_u16(in_port.to_of10());
-            out.put_u8(table.unwrap_or(0));
+            out.put_u8(*table);
             out.put_zeros(3);
         }
         Action::RegMove {
@@ -601,14 +594,11 @@ fn decode_nicira(body: &mut Reader<'_>, depth: usize) -> Result<Option<Action>, 
         NXAST_RESUBMIT | NXAST_RESUBMIT_TABLE => {
             let in_port = PortNo::from_of10(body.u16("resubmit in_port")?);
             let table = body.u8("resubmit table")?;
-            let pad = body.rest();
-            if subtype == NXAST_RESUBMIT && (table != 0 || pad.iter().any(|&b| b != 0)) {
-                // Kept verbatim so re-encoding reproduces it exactly.
-                return Ok(None);
-            }
+            body.rest();
             Action::Resubmit {
                 in_port,
-                table: (subtype == NXAST_RESUBMIT_TABLE).then_some(table),
+                // The plain form has no table: it searches the current one.
+                table: if subtype == NXAST_RESUBMIT { 0xff } else { table },
             }
         }
         NXAST_REG_MOVE => {
@@ -771,9 +761,9 @@ impl fmt::Display for Action {
             Action::DecNwTtl => f.write_str("dec_ttl"),
             Action::SetField(field) => write!(f, "set_field:{field}"),
             Action::Resubmit { in_port, table } => match (in_port, table) {
-                (&PortNo::IN_PORT, Some(t)) => write!(f, "resubmit(,{t})"),
-                (p, Some(t)) => write!(f, "resubmit({p},{t})"),
-                (p, None) => write!(f, "resubmit:{p}"),
+                (&PortNo::IN_PORT, t) => write!(f, "resubmit(,{t})"),
+                (p, 0xff) => write!(f, "resubmit:{p}"),
+                (p, t) => write!(f, "resubmit({p},{t})"),
             },
             Action::RegMove {
                 n_bits,
@@ -885,7 +875,7 @@ mod tests {
         round_trip(Action::resubmit_table(4));
         round_trip(Action::Resubmit {
             in_port: PortNo(3),
-            table: None,
+            table: 0xff,
         });
         round_trip(Action::Conjunction {
             id: 5,

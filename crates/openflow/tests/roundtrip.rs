@@ -9,7 +9,8 @@ use openflow::bundle::{BundleAdd, BundleControl, BundleCtrlType};
 use openflow::error_msg::{ErrorCode, ErrorMsg};
 use openflow::flow::{AggregateStats, FlowMod, FlowModCommand, FlowRemoved, FlowStats, FlowStatsRequest};
 use openflow::message::{
-    ControllerRole, Experimenter, Hello, HelloElement, Message, OfpMessage, Role, SwitchConfig, SwitchFeatures,
+    ControllerRole, Experimenter, Hello, HelloElement, Message, OfpMessage, Role, SwitchConfig,
+    SwitchFeatures,
 };
 use openflow::multipart::{
     MultipartReply, MultipartReplyBody, MultipartRequest, MultipartRequestBody, SwitchDescription,
@@ -30,7 +31,9 @@ fn ipv4() -> impl Strategy<Value = Ipv4Addr> + Clone {
     any::<u32>().prop_map(Ipv4Addr::from)
 }
 
-fn masked<T: std::fmt::Debug + Clone + 'static>(s: impl Strategy<Value = T> + Clone) -> impl Strategy<Value = Masked<T>> {
+fn masked<T: std::fmt::Debug + Clone + 'static>(
+    s: impl Strategy<Value = T> + Clone,
+) -> impl Strategy<Value = Masked<T>> {
     (s.clone(), option::of(s)).prop_map(|(value, mask)| Masked { value, mask })
 }
 
@@ -148,15 +151,17 @@ fn nat() -> impl Strategy<Value = Nat> {
         option::of(any::<u16>()),
         option::of(any::<u16>()),
     )
-        .prop_map(|(flags, ipv4_min, ipv4_max, ipv6_min, ipv6_max, proto_min, proto_max)| Nat {
-            flags,
-            ipv4_min,
-            ipv4_max,
-            ipv6_min,
-            ipv6_max,
-            proto_min,
-            proto_max,
-        })
+        .prop_map(
+            |(flags, ipv4_min, ipv4_max, ipv6_min, ipv6_max, proto_min, proto_max)| Nat {
+                flags,
+                ipv4_min,
+                ipv4_max,
+                ipv6_min,
+                ipv6_max,
+                proto_min,
+                proto_max,
+            },
+        )
 }
 
 fn controller2() -> impl Strategy<Value = Controller2> {
@@ -168,19 +173,24 @@ fn controller2() -> impl Strategy<Value = Controller2> {
         any::<bool>(),
         option::of(any::<u32>()),
     )
-        .prop_map(|(max_len, controller_id, reason, userdata, pause, meter_id)| Controller2 {
-            max_len,
-            controller_id,
-            reason,
-            userdata,
-            pause,
-            meter_id,
-        })
+        .prop_map(
+            |(max_len, controller_id, reason, userdata, pause, meter_id)| Controller2 {
+                max_len,
+                controller_id,
+                reason,
+                userdata,
+                pause,
+                meter_id,
+            },
+        )
 }
 
 fn leaf_action() -> impl Strategy<Value = Action> {
     prop_oneof![
-        (any::<u32>(), any::<u16>()).prop_map(|(p, max_len)| Action::Output { port: PortNo(p), max_len }),
+        (any::<u32>(), any::<u16>()).prop_map(|(p, max_len)| Action::Output {
+            port: PortNo(p),
+            max_len
+        }),
         any::<u16>().prop_map(Action::PushVlan),
         Just(Action::PopVlan),
         any::<u32>().prop_map(Action::SetQueue),
@@ -188,19 +198,34 @@ fn leaf_action() -> impl Strategy<Value = Action> {
         any::<u8>().prop_map(Action::SetNwTtl),
         Just(Action::DecNwTtl),
         oxm_field().prop_map(Action::SetField),
-        (any::<u16>(), option::of(any::<u8>())).prop_map(|(p, table)| Action::Resubmit {
+        (any::<u16>(), any::<u8>()).prop_map(|(p, table)| Action::Resubmit {
             in_port: PortNo::from_of10(p),
             table
         }),
-        (any::<u16>(), any::<u16>(), any::<u16>(), field_ref(true), field_ref(true)).prop_map(
-            |(n_bits, src_ofs, dst_ofs, src, dst)| Action::RegMove { n_bits, src_ofs, dst_ofs, src, dst }
-        ),
+        (
+            any::<u16>(),
+            any::<u16>(),
+            any::<u16>(),
+            field_ref(true),
+            field_ref(true)
+        )
+            .prop_map(|(n_bits, src_ofs, dst_ofs, src, dst)| Action::RegMove {
+                n_bits,
+                src_ofs,
+                dst_ofs,
+                src,
+                dst
+            }),
         (subfield(), any::<u64>()).prop_map(|(dst, value)| Action::RegLoad { dst, value }),
         oxm_field().prop_map(Action::RegLoad2),
         bytes_len_mod8(6, 3).prop_map(Action::Note),
         Just(Action::Exit),
         (any::<u16>(), any::<u16>(), any::<u8>()).prop_map(|(max_len, controller_id, reason)| {
-            Action::Controller { max_len, controller_id, reason }
+            Action::Controller {
+                max_len,
+                controller_id,
+                reason,
+            }
         }),
         controller2().prop_map(Action::Controller2),
         (any::<u32>(), any::<u8>(), any::<u8>()).prop_map(|(id, clause, n_clauses)| Action::Conjunction {
@@ -216,9 +241,13 @@ fn leaf_action() -> impl Strategy<Value = Action> {
         (100u16..200, bytes_len_mod8(6, 2)).prop_map(|(subtype, rest)| {
             let mut body = subtype.to_be_bytes().to_vec();
             body.extend(rest);
-            Action::Experimenter { experimenter: openflow::NX_VENDOR_ID, body }
+            Action::Experimenter {
+                experimenter: openflow::NX_VENDOR_ID,
+                body,
+            }
         }),
-        ((26u16..0xffff), bytes_len_mod8(4, 3)).prop_map(|(action_type, body)| Action::Unknown { action_type, body }),
+        ((26u16..0xffff), bytes_len_mod8(4, 3))
+            .prop_map(|(action_type, body)| Action::Unknown { action_type, body }),
     ]
 }
 
@@ -226,13 +255,22 @@ fn action() -> impl Strategy<Value = Action> {
     leaf_action().prop_recursive(2, 16, 4, |inner| {
         (
             any::<u16>(),
-            prop_oneof![any::<u16>().prop_map(CtZone::Immediate), subfield().prop_map(CtZone::Field)],
+            prop_oneof![
+                any::<u16>().prop_map(CtZone::Immediate),
+                subfield().prop_map(CtZone::Field)
+            ],
             any::<u8>(),
             any::<u16>(),
             vec(inner, 0..4),
         )
             .prop_map(|(flags, zone, recirc_table, alg, actions)| {
-                Action::Ct(Ct { flags, zone, recirc_table, alg, actions })
+                Action::Ct(Ct {
+                    flags,
+                    zone,
+                    recirc_table,
+                    alg,
+                    actions,
+                })
             })
     })
 }
@@ -240,13 +278,16 @@ fn action() -> impl Strategy<Value = Action> {
 fn instruction() -> impl Strategy<Value = Instruction> {
     prop_oneof![
         any::<u8>().prop_map(Instruction::GotoTable),
-        (any::<u64>(), any::<u64>()).prop_map(|(metadata, mask)| Instruction::WriteMetadata { metadata, mask }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(metadata, mask)| Instruction::WriteMetadata { metadata, mask }),
         vec(action(), 0..4).prop_map(Instruction::WriteActions),
         vec(action(), 0..4).prop_map(Instruction::ApplyActions),
         Just(Instruction::ClearActions),
         any::<u32>().prop_map(Instruction::Meter),
-        (7u16..0xffff, bytes_len_mod8(4, 3))
-            .prop_map(|(instruction_type, body)| Instruction::Unknown { instruction_type, body }),
+        (7u16..0xffff, bytes_len_mod8(4, 3)).prop_map(|(instruction_type, body)| Instruction::Unknown {
+            instruction_type,
+            body
+        }),
     ]
 }
 
@@ -255,10 +296,21 @@ fn instructions() -> impl Strategy<Value = Vec<Instruction>> {
 }
 
 fn flow_mod(version: Version) -> impl Strategy<Value = FlowMod> {
-    let importance = if version >= Version::OF14 { any::<u16>().boxed() } else { Just(0).boxed() };
+    let importance = if version >= Version::OF14 {
+        any::<u16>().boxed()
+    } else {
+        Just(0).boxed()
+    };
     (
         (any::<u64>(), any::<u64>(), any::<u8>(), any::<u8>()),
-        (any::<u16>(), any::<u16>(), any::<u16>(), any::<u32>(), any::<u32>(), any::<u32>()),
+        (
+            any::<u16>(),
+            any::<u16>(),
+            any::<u16>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+        ),
         (any::<u16>(), importance, match_(), instructions()),
     )
         .prop_map(
@@ -293,9 +345,20 @@ fn flow_mod(version: Version) -> impl Strategy<Value = FlowMod> {
 }
 
 fn flow_stats(version: Version) -> impl Strategy<Value = FlowStats> {
-    let importance = if version >= Version::OF14 { any::<u16>().boxed() } else { Just(0).boxed() };
+    let importance = if version >= Version::OF14 {
+        any::<u16>().boxed()
+    } else {
+        Just(0).boxed()
+    };
     (
-        (any::<u8>(), any::<u32>(), any::<u32>(), any::<u16>(), any::<u16>(), any::<u16>()),
+        (
+            any::<u8>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u16>(),
+            any::<u16>(),
+            any::<u16>(),
+        ),
         (any::<u16>(), importance, any::<u64>(), any::<u64>(), any::<u64>()),
         (match_(), instructions()),
     )
@@ -323,64 +386,83 @@ fn flow_stats(version: Version) -> impl Strategy<Value = FlowStats> {
 }
 
 fn flow_stats_request() -> impl Strategy<Value = FlowStatsRequest> {
-    (any::<u8>(), any::<u32>(), any::<u32>(), any::<u64>(), any::<u64>(), match_()).prop_map(
-        |(table_id, out_port, out_group, cookie, cookie_mask, match_)| FlowStatsRequest {
-            table_id,
-            out_port: PortNo(out_port),
-            out_group,
-            cookie,
-            cookie_mask,
-            match_,
-        },
+    (
+        any::<u8>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u64>(),
+        any::<u64>(),
+        match_(),
     )
+        .prop_map(
+            |(table_id, out_port, out_group, cookie, cookie_mask, match_)| FlowStatsRequest {
+                table_id,
+                out_port: PortNo(out_port),
+                out_group,
+                cookie,
+                cookie_mask,
+                match_,
+            },
+        )
 }
 
 fn port() -> impl Strategy<Value = Port> {
-    (any::<u32>(), mac(), "[a-z0-9-]{0,15}", vec(any::<u32>(), 8)).prop_map(|(port_no, hw_addr, name, v)| Port {
-        port_no: PortNo(port_no),
-        hw_addr,
-        name,
-        config: v[0],
-        state: v[1],
-        curr: v[2],
-        advertised: v[3],
-        supported: v[4],
-        peer: v[5],
-        curr_speed: v[6],
-        max_speed: v[7],
+    (any::<u32>(), mac(), "[a-z0-9-]{0,15}", vec(any::<u32>(), 8)).prop_map(|(port_no, hw_addr, name, v)| {
+        Port {
+            port_no: PortNo(port_no),
+            hw_addr,
+            name,
+            config: v[0],
+            state: v[1],
+            curr: v[2],
+            advertised: v[3],
+            supported: v[4],
+            peer: v[5],
+            curr_speed: v[6],
+            max_speed: v[7],
+        }
     })
 }
 
 fn port_stats() -> impl Strategy<Value = PortStats> {
-    (any::<u32>(), vec(any::<u64>(), 12), any::<u32>(), any::<u32>()).prop_map(|(port_no, c, s, ns)| PortStats {
-        port_no: PortNo(port_no),
-        rx_packets: c[0],
-        tx_packets: c[1],
-        rx_bytes: c[2],
-        tx_bytes: c[3],
-        rx_dropped: c[4],
-        tx_dropped: c[5],
-        rx_errors: c[6],
-        tx_errors: c[7],
-        rx_frame_err: c[8],
-        rx_over_err: c[9],
-        rx_crc_err: c[10],
-        collisions: c[11],
-        duration_sec: s,
-        duration_nsec: ns,
+    (any::<u32>(), vec(any::<u64>(), 12), any::<u32>(), any::<u32>()).prop_map(|(port_no, c, s, ns)| {
+        PortStats {
+            port_no: PortNo(port_no),
+            rx_packets: c[0],
+            tx_packets: c[1],
+            rx_bytes: c[2],
+            tx_bytes: c[3],
+            rx_dropped: c[4],
+            tx_dropped: c[5],
+            rx_errors: c[6],
+            tx_errors: c[7],
+            rx_frame_err: c[8],
+            rx_over_err: c[9],
+            rx_crc_err: c[10],
+            collisions: c[11],
+            duration_sec: s,
+            duration_nsec: ns,
+        }
     })
 }
 
 fn desc() -> impl Strategy<Value = SwitchDescription> {
-    ("[ -~]{0,40}", "[ -~]{0,40}", "[ -~]{0,40}", "[ -~]{0,31}", "[ -~]{0,40}").prop_map(
-        |(mfr_desc, hw_desc, sw_desc, serial_num, dp_desc)| SwitchDescription {
-            mfr_desc,
-            hw_desc,
-            sw_desc,
-            serial_num,
-            dp_desc,
-        },
+    (
+        "[ -~]{0,40}",
+        "[ -~]{0,40}",
+        "[ -~]{0,40}",
+        "[ -~]{0,31}",
+        "[ -~]{0,40}",
     )
+        .prop_map(
+            |(mfr_desc, hw_desc, sw_desc, serial_num, dp_desc)| SwitchDescription {
+                mfr_desc,
+                hw_desc,
+                sw_desc,
+                serial_num,
+                dp_desc,
+            },
+        )
 }
 
 /// Multipart types without a typed body in `version`.
@@ -397,7 +479,8 @@ fn multipart_request() -> impl Strategy<Value = MultipartRequest> {
         flow_stats_request().prop_map(MultipartRequestBody::Aggregate),
         any::<u32>().prop_map(|p| MultipartRequestBody::PortStats { port_no: PortNo(p) }),
         Just(MultipartRequestBody::PortDesc),
-        (unknown_mp_type(true), bytes(24)).prop_map(|(mp_type, body)| MultipartRequestBody::Unknown { mp_type, body }),
+        (unknown_mp_type(true), bytes(24))
+            .prop_map(|(mp_type, body)| MultipartRequestBody::Unknown { mp_type, body }),
     ];
     (any::<u16>(), body).prop_map(|(flags, body)| MultipartRequest { flags, body })
 }
@@ -408,9 +491,14 @@ fn multipart_reply(version: Version) -> impl Strategy<Value = MultipartReply> {
         desc().prop_map(MultipartReplyBody::Desc),
         vec(flow_stats(version), 0..3).prop_map(MultipartReplyBody::Flow),
         (any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(packet_count, byte_count, flow_count)| {
-            MultipartReplyBody::Aggregate(AggregateStats { packet_count, byte_count, flow_count })
+            MultipartReplyBody::Aggregate(AggregateStats {
+                packet_count,
+                byte_count,
+                flow_count,
+            })
         }),
-        (unknown_mp_type(ports_typed), bytes(24)).prop_map(|(mp_type, body)| MultipartReplyBody::Unknown { mp_type, body }),
+        (unknown_mp_type(ports_typed), bytes(24))
+            .prop_map(|(mp_type, body)| MultipartReplyBody::Unknown { mp_type, body }),
     ];
     let body = if ports_typed {
         prop_oneof![
@@ -428,7 +516,8 @@ fn multipart_reply(version: Version) -> impl Strategy<Value = MultipartReply> {
 fn hello() -> impl Strategy<Value = Hello> {
     let element = prop_oneof![
         vec(any::<u32>(), 0..3).prop_map(HelloElement::VersionBitmap),
-        ((2u16..0xffff), bytes(12)).prop_map(|(element_type, data)| HelloElement::Unknown { element_type, data }),
+        ((2u16..0xffff), bytes(12))
+            .prop_map(|(element_type, data)| HelloElement::Unknown { element_type, data }),
     ];
     vec(element, 0..3).prop_map(|elements| Hello { elements })
 }
@@ -436,23 +525,32 @@ fn hello() -> impl Strategy<Value = Hello> {
 fn error_msg() -> impl Strategy<Value = ErrorMsg> {
     let code = prop_oneof![
         (0u16..0xffff, any::<u16>()).prop_map(|(err_type, code)| ErrorCode::Standard { err_type, code }),
-        (any::<u16>(), any::<u32>())
-            .prop_map(|(exp_code, experimenter)| ErrorCode::Experimenter { exp_code, experimenter }),
+        (any::<u16>(), any::<u32>()).prop_map(|(exp_code, experimenter)| ErrorCode::Experimenter {
+            exp_code,
+            experimenter
+        }),
     ];
     (code, bytes(80)).prop_map(|(code, data)| ErrorMsg { code, data })
 }
 
 fn role() -> impl Strategy<Value = Role> {
-    (0u32..5, any::<u64>()).prop_map(|(r, generation_id)| Role { role: ControllerRole(r), generation_id })
+    (0u32..5, any::<u64>()).prop_map(|(r, generation_id)| Role {
+        role: ControllerRole(r),
+        generation_id,
+    })
 }
 
 /// Messages with typed bodies in OpenFlow 1.3 and 1.4, minus bundles.
 fn plain_message(version: Version) -> BoxedStrategy<Message> {
     let v13 = version == Version::OF13;
     let known_types: &[u8] = if v13 {
-        &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 18, 19, 20, 21, 24, 25]
+        &[
+            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 18, 19, 20, 21, 24, 25,
+        ]
     } else {
-        &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 18, 19, 20, 21, 24, 25, 33, 34]
+        &[
+            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 18, 19, 20, 21, 24, 25, 33, 34,
+        ]
     };
     let known_types = known_types.to_vec();
     let common = prop_oneof![
@@ -461,44 +559,72 @@ fn plain_message(version: Version) -> BoxedStrategy<Message> {
         bytes(32).prop_map(Message::EchoRequest),
         bytes(32).prop_map(Message::EchoReply),
         (any::<u32>(), any::<u32>(), bytes(32))
-            .prop_filter("bundle experimenter types", |(e, t, _)| !(*e == openflow::ONF_VENDOR_ID
+            .prop_filter("bundle experimenter types", |(e, t, _)| !(*e
+                == openflow::ONF_VENDOR_ID
                 && (*t == 2300 || *t == 2301)))
-            .prop_map(|(experimenter, exp_type, data)| Message::Experimenter(Experimenter {
-                experimenter,
-                exp_type,
-                data
-            })),
-        Just(Message::FeaturesRequest),
-        (any::<u64>(), any::<u32>(), any::<u8>(), any::<u8>(), any::<u32>(), any::<u32>()).prop_map(
-            |(datapath_id, n_buffers, n_tables, auxiliary_id, capabilities, reserved)| {
-                Message::FeaturesReply(SwitchFeatures {
-                    datapath_id,
-                    n_buffers,
-                    n_tables,
-                    auxiliary_id,
-                    capabilities,
-                    reserved,
+            .prop_map(
+                |(experimenter, exp_type, data)| Message::Experimenter(Experimenter {
+                    experimenter,
+                    exp_type,
+                    data
                 })
-            }
-        ),
+            ),
+        Just(Message::FeaturesRequest),
+        (
+            any::<u64>(),
+            any::<u32>(),
+            any::<u8>(),
+            any::<u8>(),
+            any::<u32>(),
+            any::<u32>()
+        )
+            .prop_map(
+                |(datapath_id, n_buffers, n_tables, auxiliary_id, capabilities, reserved)| {
+                    Message::FeaturesReply(SwitchFeatures {
+                        datapath_id,
+                        n_buffers,
+                        n_tables,
+                        auxiliary_id,
+                        capabilities,
+                        reserved,
+                    })
+                }
+            ),
         Just(Message::GetConfigRequest),
-        (any::<u16>(), any::<u16>())
-            .prop_map(|(flags, miss_send_len)| Message::GetConfigReply(SwitchConfig { flags, miss_send_len })),
+        (any::<u16>(), any::<u16>()).prop_map(|(flags, miss_send_len)| Message::GetConfigReply(
+            SwitchConfig { flags, miss_send_len }
+        )),
         (any::<u16>(), any::<u16>())
             .prop_map(|(flags, miss_send_len)| Message::SetConfig(SwitchConfig { flags, miss_send_len })),
-        (any::<u32>(), any::<u16>(), any::<u8>(), any::<u8>(), any::<u64>(), match_(), bytes(128)).prop_map(
-            |(buffer_id, total_len, reason, table_id, cookie, match_, data)| Message::PacketIn(PacketIn {
-                buffer_id,
-                total_len,
-                reason,
-                table_id,
-                cookie,
-                match_,
-                data
-            })
-        ),
         (
-            (any::<u64>(), any::<u16>(), any::<u8>(), any::<u8>(), any::<u32>(), any::<u32>()),
+            any::<u32>(),
+            any::<u16>(),
+            any::<u8>(),
+            any::<u8>(),
+            any::<u64>(),
+            match_(),
+            bytes(128)
+        )
+            .prop_map(|(buffer_id, total_len, reason, table_id, cookie, match_, data)| {
+                Message::PacketIn(PacketIn {
+                    buffer_id,
+                    total_len,
+                    reason,
+                    table_id,
+                    cookie,
+                    match_,
+                    data,
+                })
+            }),
+        (
+            (
+                any::<u64>(),
+                any::<u16>(),
+                any::<u8>(),
+                any::<u8>(),
+                any::<u32>(),
+                any::<u32>()
+            ),
             (any::<u16>(), any::<u16>(), any::<u64>(), any::<u64>(), match_())
         )
             .prop_map(
@@ -519,9 +645,16 @@ fn plain_message(version: Version) -> BoxedStrategy<Message> {
                     match_,
                 })
             ),
-        (any::<u32>(), any::<u32>(), vec(action(), 0..4), bytes(64)).prop_map(|(buffer_id, in_port, actions, data)| {
-            Message::PacketOut(PacketOut { buffer_id, in_port: PortNo(in_port), actions, data })
-        }),
+        (any::<u32>(), any::<u32>(), vec(action(), 0..4), bytes(64)).prop_map(
+            |(buffer_id, in_port, actions, data)| {
+                Message::PacketOut(PacketOut {
+                    buffer_id,
+                    in_port: PortNo(in_port),
+                    actions,
+                    data,
+                })
+            }
+        ),
         flow_mod(version).prop_map(Message::FlowMod),
         multipart_request().prop_map(Message::MultipartRequest),
         multipart_reply(version).prop_map(Message::MultipartReply),
@@ -529,7 +662,10 @@ fn plain_message(version: Version) -> BoxedStrategy<Message> {
         Just(Message::BarrierReply),
         role().prop_map(Message::RoleRequest),
         role().prop_map(Message::RoleReply),
-        (any::<u8>().prop_filter("known type", move |t| !known_types.contains(t)), bytes(32))
+        (
+            any::<u8>().prop_filter("known type", move |t| !known_types.contains(t)),
+            bytes(32)
+        )
             .prop_map(|(msg_type, body)| Message::Unknown { msg_type, body }),
     ];
     if v13 {
@@ -547,14 +683,26 @@ fn ofp_message() -> impl Strategy<Value = OfpMessage> {
     prop_oneof![Just(Version::OF13), Just(Version::OF14)].prop_flat_map(|version| {
         let bundle_control = (any::<u32>(), any::<u16>(), any::<u16>(), bytes_len_mod8(0, 2)).prop_map(
             |(bundle_id, t, flags, properties)| {
-                Message::BundleControl(BundleControl { bundle_id, ctrl_type: BundleCtrlType(t), flags, properties })
+                Message::BundleControl(BundleControl {
+                    bundle_id,
+                    ctrl_type: BundleCtrlType(t),
+                    flags,
+                    properties,
+                })
             },
         );
         let body = prop_oneof![8 => plain_message(version), 1 => bundle_control];
         // A tenth of the messages are wrapped in a bundle add.
         let bundled = prop::bool::weighted(0.1);
-        (any::<u32>(), body, any::<u32>(), any::<u16>(), plain_message(version), bundled).prop_map(
-            move |(xid, body, bundle_id, flags, inner, bundled)| {
+        (
+            any::<u32>(),
+            body,
+            any::<u32>(),
+            any::<u16>(),
+            plain_message(version),
+            bundled,
+        )
+            .prop_map(move |(xid, body, bundle_id, flags, inner, bundled)| {
                 let body = if bundled {
                     Message::BundleAdd(BundleAdd {
                         bundle_id,
@@ -566,8 +714,7 @@ fn ofp_message() -> impl Strategy<Value = OfpMessage> {
                     body
                 };
                 OfpMessage::new(version, xid, body)
-            },
-        )
+            })
     })
 }
 
@@ -575,8 +722,10 @@ fn ofp_message() -> impl Strategy<Value = OfpMessage> {
 fn of10_message() -> impl Strategy<Value = OfpMessage> {
     let body = prop_oneof![
         hello().prop_map(Message::Hello),
-        (any::<u16>(), any::<u16>(), bytes(64))
-            .prop_map(|(err_type, code, data)| Message::Error(ErrorMsg { code: ErrorCode::Standard { err_type, code }, data })),
+        (any::<u16>(), any::<u16>(), bytes(64)).prop_map(|(err_type, code, data)| Message::Error(ErrorMsg {
+            code: ErrorCode::Standard { err_type, code },
+            data
+        })),
         bytes(16).prop_map(Message::EchoRequest),
         (4u8..=255, bytes(32)).prop_map(|(msg_type, body)| Message::Unknown { msg_type, body }),
     ];
