@@ -268,13 +268,16 @@ mod tests {
     }
 
     #[test]
-    fn every_catalogued_name_maps_back_to_itself() {
+    fn every_catalogued_code_has_a_name_that_maps_back_to_it() {
+        // OpenFlow 1.0 and 1.1 give a few distinct errors the same code, so
+        // names need not round-trip, but codes must.
         for entry in ERROR_NAMES {
-            for v in [entry.versions.0, entry.versions.1.min(5)] {
+            for v in [entry.versions.0, entry.versions.1.min(6)] {
                 let code = ErrorCode::from_name(Version(v), entry.name).unwrap();
+                let name = code.name(Version(v)).unwrap();
                 assert_eq!(
-                    code.name(Version(v)),
-                    Some(entry.name),
+                    ErrorCode::from_name(Version(v), name),
+                    Some(code),
                     "{} in version {v}",
                     entry.name
                 );

@@ -3,7 +3,7 @@
 //! own controller connection, and exchanges messages encoded by the codec
 //! under test.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -137,6 +137,7 @@ impl Conn {
             if msg.xid == xid && matches!(msg.body, Message::BarrierReply) {
                 return before;
             }
+            self.answer_echo(&msg);
             before.push(msg);
         }
     }
