@@ -68,7 +68,8 @@ fn ofp_decode(hex: &str) -> Result<(), String> {
             Ok(_) => return Err(format!("truncated message: {} bytes left", rest.len())),
             Err(e) => return Err(format!("cannot frame message: {e}")),
         };
-        let msg = openflow::OfpMessage::decode(&rest[..len]).map_err(|e| format!("cannot decode message: {e}"))?;
+        let msg =
+            openflow::OfpMessage::decode(&rest[..len]).map_err(|e| format!("cannot decode message: {e}"))?;
         println!("{} ({}) xid={:#x}", msg.body.name(), msg.version, msg.xid);
         println!("{:#?}", msg.body);
         rest = &rest[len..];
