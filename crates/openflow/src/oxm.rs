@@ -589,6 +589,95 @@ impl fmt::Display for FieldId {
     }
 }
 
+/// Bitwise operations on maskable values, for putting masked matches in the
+/// canonical form Open vSwitch reports.
+trait MaskBits: Copy + PartialEq {
+    fn and(self, mask: Self) -> Self;
+    fn all_ones() -> Self;
+    fn zero() -> Self;
+}
+
+macro_rules! int_mask_bits {
+    ($($t:ty),*) => {$(
+        impl MaskBits for $t {
+            fn and(self, mask: Self) -> Self { self & mask }
+            fn all_ones() -> Self { <$t>::MAX }
+            fn zero() -> Self { 0 }
+        }
+    )*};
+}
+int_mask_bits!(u16, u32, u64);
+
+impl MaskBits for MacAddr {
+    fn and(self, mask: Self) -> Self {
+        MacAddr::from_u64(self.to_u64() & mask.to_u64())
+    }
+    fn all_ones() -> Self {
+        MacAddr::BROADCAST
+    }
+    fn zero() -> Self {
+        MacAddr::ZERO
+    }
+}
+
+impl MaskBits for Ipv4Addr {
+    fn and(self, mask: Self) -> Self {
+        Ipv4Addr::from(u32::from(self) & u32::from(mask))
+    }
+    fn all_ones() -> Self {
+        Ipv4Addr::BROADCAST
+    }
+    fn zero() -> Self {
+        Ipv4Addr::UNSPECIFIED
+    }
+}
+
+impl<T: MaskBits> Masked<T> {
+    /// The canonical form: no mask when every bit matters, value bits
+    /// outside the mask cleared; `None` when no bit matters (the field
+    /// matches anything and Open vSwitch drops it).
+    fn normalized(self) -> Option<Self> {
+        match self.mask {
+            None => Some(self),
+            Some(mask) if mask == T::all_ones() => Some(Masked::exact(self.value)),
+            Some(mask) if mask == T::zero() => None,
+            Some(mask) => Some(Masked::new(self.value.and(mask), mask)),
+        }
+    }
+}
+
+impl OxmField {
+    /// This field in the canonical form Open vSwitch reports back for it:
+    /// an all-ones mask becomes an exact match, value bits outside the mask
+    /// are cleared, and a field with an all-zero mask disappears (`None`).
+    pub fn normalized(self) -> Option<OxmField> {
+        Some(match self {
+            OxmField::Metadata(m) => OxmField::Metadata(m.normalized()?),
+            OxmField::EthDst(m) => OxmField::EthDst(m.normalized()?),
+            OxmField::EthSrc(m) => OxmField::EthSrc(m.normalized()?),
+            OxmField::VlanVid(m) => OxmField::VlanVid(m.normalized()?),
+            OxmField::Ipv4Src(m) => OxmField::Ipv4Src(m.normalized()?),
+            OxmField::Ipv4Dst(m) => OxmField::Ipv4Dst(m.normalized()?),
+            OxmField::TcpSrc(m) => OxmField::TcpSrc(m.normalized()?),
+            OxmField::TcpDst(m) => OxmField::TcpDst(m.normalized()?),
+            OxmField::UdpSrc(m) => OxmField::UdpSrc(m.normalized()?),
+            OxmField::UdpDst(m) => OxmField::UdpDst(m.normalized()?),
+            OxmField::ArpSpa(m) => OxmField::ArpSpa(m.normalized()?),
+            OxmField::ArpTpa(m) => OxmField::ArpTpa(m.normalized()?),
+            OxmField::ArpSha(m) => OxmField::ArpSha(m.normalized()?),
+            OxmField::ArpTha(m) => OxmField::ArpTha(m.normalized()?),
+            OxmField::TunnelId(m) => OxmField::TunnelId(m.normalized()?),
+            OxmField::CtState(m) => OxmField::CtState(m.normalized()?),
+            OxmField::CtMark(m) => OxmField::CtMark(m.normalized()?),
+            OxmField::Reg { index, value } => OxmField::Reg {
+                index,
+                value: value.normalized()?,
+            },
+            other => other,
+        })
+    }
+}
+
 impl OxmField {
     fn decode_known<P: OxmPayload>(header: &OxmHeader, payload: &[u8]) -> Result<Option<P>, DecodeError> {
         let expected = P::VALUE_LEN * if header.has_mask { 2 } else { 1 };
@@ -730,6 +819,19 @@ impl Match {
         out.patch_len16(start + 2, start, "ofp_match")?;
         out.pad_to_8(start);
         Ok(())
+    }
+
+    /// The canonical form of this match, for comparing what a controller
+    /// wants with what a switch reports: every field
+    /// [normalized](OxmField::normalized) and the fields sorted by header
+    /// (Open vSwitch reports them in its own order).
+    pub fn canonical(self) -> Match {
+        let mut fields: Vec<OxmField> = self.fields.into_iter().filter_map(OxmField::normalized).collect();
+        fields.sort_by_key(|f| {
+            let h = f.header();
+            (h.class, h.field, h.experimenter)
+        });
+        Match { fields }
     }
 
     /// Bytes the match occupies including padding.
@@ -881,6 +983,36 @@ mod tests {
         assert_eq!(FieldId::Reg(7).name(), "reg7");
         assert_eq!(Subfield::bits(FieldId::Reg(0), 0, 16).to_string(), "reg0[0..15]");
         assert_eq!(Subfield::whole(FieldId::EthSrc).to_string(), "eth_src[]");
+    }
+
+    #[test]
+    fn canonical_form_is_what_open_vswitch_reports() {
+        let m = Match::new(vec![
+            OxmField::Ipv4Src(Masked::new(
+                Ipv4Addr::new(10, 1, 2, 3),
+                Ipv4Addr::new(255, 0, 0, 0),
+            )),
+            OxmField::EthType(0x0800),
+            OxmField::Reg {
+                index: 1,
+                value: Masked::new(5, u32::MAX),
+            },
+            OxmField::TcpDst(Masked::new(80, 0)),
+        ]);
+        assert_eq!(
+            m.canonical().fields,
+            vec![
+                OxmField::Reg {
+                    index: 1,
+                    value: Masked::exact(5)
+                },
+                OxmField::EthType(0x0800),
+                OxmField::Ipv4Src(Masked::new(
+                    Ipv4Addr::new(10, 0, 0, 0),
+                    Ipv4Addr::new(255, 0, 0, 0)
+                )),
+            ]
+        );
     }
 
     #[test]
