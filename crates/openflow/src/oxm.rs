@@ -632,17 +632,15 @@ impl MaskBits for Ipv4Addr {
     }
 }
 
-impl<T: MaskBits> Masked<T> {
-    /// The canonical form: no mask when every bit matters, value bits
-    /// outside the mask cleared; `None` when no bit matters (the field
-    /// matches anything and Open vSwitch drops it).
-    fn normalized(self) -> Option<Self> {
-        match self.mask {
-            None => Some(self),
-            Some(mask) if mask == T::all_ones() => Some(Masked::exact(self.value)),
-            Some(mask) if mask == T::zero() => None,
-            Some(mask) => Some(Masked::new(self.value.and(mask), mask)),
-        }
+/// The canonical form of a masked value: no mask when every bit matters,
+/// value bits outside the mask cleared; `None` when no bit matters (the field
+/// matches anything and Open vSwitch drops it).
+fn normalize<T: MaskBits>(m: Masked<T>) -> Option<Masked<T>> {
+    match m.mask {
+        None => Some(m),
+        Some(mask) if mask == T::all_ones() => Some(Masked::exact(m.value)),
+        Some(mask) if mask == T::zero() => None,
+        Some(mask) => Some(Masked::new(m.value.and(mask), mask)),
     }
 }
 
@@ -652,26 +650,26 @@ impl OxmField {
     /// are cleared, and a field with an all-zero mask disappears (`None`).
     pub fn normalized(self) -> Option<OxmField> {
         Some(match self {
-            OxmField::Metadata(m) => OxmField::Metadata(m.normalized()?),
-            OxmField::EthDst(m) => OxmField::EthDst(m.normalized()?),
-            OxmField::EthSrc(m) => OxmField::EthSrc(m.normalized()?),
-            OxmField::VlanVid(m) => OxmField::VlanVid(m.normalized()?),
-            OxmField::Ipv4Src(m) => OxmField::Ipv4Src(m.normalized()?),
-            OxmField::Ipv4Dst(m) => OxmField::Ipv4Dst(m.normalized()?),
-            OxmField::TcpSrc(m) => OxmField::TcpSrc(m.normalized()?),
-            OxmField::TcpDst(m) => OxmField::TcpDst(m.normalized()?),
-            OxmField::UdpSrc(m) => OxmField::UdpSrc(m.normalized()?),
-            OxmField::UdpDst(m) => OxmField::UdpDst(m.normalized()?),
-            OxmField::ArpSpa(m) => OxmField::ArpSpa(m.normalized()?),
-            OxmField::ArpTpa(m) => OxmField::ArpTpa(m.normalized()?),
-            OxmField::ArpSha(m) => OxmField::ArpSha(m.normalized()?),
-            OxmField::ArpTha(m) => OxmField::ArpTha(m.normalized()?),
-            OxmField::TunnelId(m) => OxmField::TunnelId(m.normalized()?),
-            OxmField::CtState(m) => OxmField::CtState(m.normalized()?),
-            OxmField::CtMark(m) => OxmField::CtMark(m.normalized()?),
+            OxmField::Metadata(m) => OxmField::Metadata(normalize(m)?),
+            OxmField::EthDst(m) => OxmField::EthDst(normalize(m)?),
+            OxmField::EthSrc(m) => OxmField::EthSrc(normalize(m)?),
+            OxmField::VlanVid(m) => OxmField::VlanVid(normalize(m)?),
+            OxmField::Ipv4Src(m) => OxmField::Ipv4Src(normalize(m)?),
+            OxmField::Ipv4Dst(m) => OxmField::Ipv4Dst(normalize(m)?),
+            OxmField::TcpSrc(m) => OxmField::TcpSrc(normalize(m)?),
+            OxmField::TcpDst(m) => OxmField::TcpDst(normalize(m)?),
+            OxmField::UdpSrc(m) => OxmField::UdpSrc(normalize(m)?),
+            OxmField::UdpDst(m) => OxmField::UdpDst(normalize(m)?),
+            OxmField::ArpSpa(m) => OxmField::ArpSpa(normalize(m)?),
+            OxmField::ArpTpa(m) => OxmField::ArpTpa(normalize(m)?),
+            OxmField::ArpSha(m) => OxmField::ArpSha(normalize(m)?),
+            OxmField::ArpTha(m) => OxmField::ArpTha(normalize(m)?),
+            OxmField::TunnelId(m) => OxmField::TunnelId(normalize(m)?),
+            OxmField::CtState(m) => OxmField::CtState(normalize(m)?),
+            OxmField::CtMark(m) => OxmField::CtMark(normalize(m)?),
             OxmField::Reg { index, value } => OxmField::Reg {
                 index,
-                value: value.normalized()?,
+                value: normalize(value)?,
             },
             other => other,
         })
