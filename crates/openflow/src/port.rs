@@ -36,7 +36,7 @@ pub struct Port {
     pub port_no: PortNo,
     /// Ethernet address.
     pub hw_addr: MacAddr,
-    /// Interface name (at most 15 bytes).
+    /// Interface name (at most 16 bytes; bytes that are not UTF-8 read as `?`).
     pub name: String,
     /// [`port_config`] bits.
     pub config: u32,

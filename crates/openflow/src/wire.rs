@@ -224,7 +224,9 @@ pub(crate) const fn padding_to_8(len: usize) -> usize {
 }
 
 /// Reads a fixed-size, NUL-padded string field (port names, switch
-/// descriptions). Bytes after the first NUL are padding.
+/// descriptions). Bytes after the first NUL are padding; a field without a
+/// NUL is used whole. Bytes that are not UTF-8 become `?` (one character per
+/// byte), so the string always fits its field again when re-encoded.
 pub(crate) fn read_fixed_str(
     r: &mut Reader<'_>,
     size: usize,
@@ -232,21 +234,29 @@ pub(crate) fn read_fixed_str(
 ) -> Result<String, DecodeError> {
     let bytes = r.take(size, what)?;
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    Ok(String::from_utf8_lossy(&bytes[..end]).into_owned())
+    let bytes = &bytes[..end];
+    Ok(match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => bytes
+            .iter()
+            .map(|&b| if b.is_ascii() { char::from(b) } else { '?' })
+            .collect(),
+    })
 }
 
-/// Writes `s` into a fixed-size field, NUL-padded; it must leave room for at
-/// least one NUL, as OpenFlow's C strings do.
+/// Writes `s` into a fixed-size field, NUL-padded. OpenFlow's C strings
+/// end with a NUL, but switches accept a field filled to the last byte (and
+/// send them), so a string of exactly `size` bytes is written without one.
 pub(crate) fn put_fixed_str(
     out: &mut Vec<u8>,
     s: &str,
     size: usize,
     what: &'static str,
 ) -> Result<(), EncodeError> {
-    if s.len() >= size || s.as_bytes().contains(&0) {
+    if s.len() > size || s.as_bytes().contains(&0) {
         return Err(EncodeError::Unencodable {
             what,
-            reason: "string too long for its field, or contains NUL",
+            reason: "string longer than its field, or contains NUL",
         });
     }
     out.extend_from_slice(s.as_bytes());
@@ -291,6 +301,23 @@ mod tests {
             read_fixed_str(&mut Reader::new(&out), 16, "name").unwrap(),
             "br-int"
         );
-        assert!(put_fixed_str(&mut out, "0123456789abcdef", 16, "name").is_err());
+        assert!(put_fixed_str(&mut out, "0123456789abcdefg", 16, "name").is_err());
+    }
+
+    #[test]
+    fn fixed_strings_without_nul_or_utf8_still_re_encode() {
+        // Found by the fuzzer: a full field, and bytes that are not UTF-8.
+        let full = [b'A'; 16];
+        let name = read_fixed_str(&mut Reader::new(&full), 16, "name").unwrap();
+        let mut out = Vec::new();
+        put_fixed_str(&mut out, &name, 16, "name").unwrap();
+        assert_eq!(out, full);
+        let mut odd = [0xe1u8; 16];
+        odd[6] = 0;
+        let name = read_fixed_str(&mut Reader::new(&odd), 16, "name").unwrap();
+        assert_eq!(name, "??????");
+        let mut out = Vec::new();
+        put_fixed_str(&mut out, &name, 16, "name").unwrap();
+        assert_eq!(read_fixed_str(&mut Reader::new(&out), 16, "name").unwrap(), name);
     }
 }
