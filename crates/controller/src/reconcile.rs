@@ -9,13 +9,14 @@
 //! owner publishes something different, so a flow the switch refuses is
 //! reported once instead of being retried in a hot loop.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use openflow::bundle::{BundleAdd, BundleControl, BundleCtrlType, bundle_flags};
 use openflow::{ErrorMsg, FlowMod, FlowModCommand, FlowStats, Message, OfpMessage, Version};
 
-use crate::flow::{Flow, FlowSet, Keyed};
+use crate::flow::{Fingerprint, Flow, FlowSet};
 
 /// One change to a switch's flow table.
 #[derive(Debug, Clone)]
@@ -130,18 +131,60 @@ struct BundleXids {
     commit: u32,
 }
 
+/// Fingerprints are already uniformly distributed: hashing them again would
+/// only cost time.
+#[derive(Default)]
+struct FingerprintHasher(u64);
+
+impl Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+type ByKey<V> = HashMap<Fingerprint, V, BuildHasherDefault<FingerprintHasher>>;
+type KeySet = HashSet<Fingerprint, BuildHasherDefault<FingerprintHasher>>;
+
+/// A table entry as the diff needs it: what to compare kept next to the key,
+/// so that comparing two tables never leaves the hash tables' memory.
+#[derive(Debug, Clone)]
+struct Slot {
+    cookie: u64,
+    body: Fingerprint,
+    flow: Arc<Flow>,
+}
+
+impl Slot {
+    fn of(flow: &Arc<Flow>) -> Slot {
+        Slot {
+            cookie: flow.cookie(),
+            body: flow.body(),
+            flow: flow.clone(),
+        }
+    }
+}
+
 /// The reconciliation state of one switch.
 #[derive(Debug)]
 pub struct Reconciler {
     version: Version,
-    installed: HashSet<Keyed>,
+    installed: ByKey<Slot>,
     desired: Arc<FlowSet>,
-    desired_index: HashSet<Keyed>,
+    desired_index: ByKey<Slot>,
     /// Keys to re-evaluate; `None` means all of them.
-    dirty: Option<HashSet<Keyed>>,
+    dirty: Option<KeySet>,
     /// Keys that two owners claimed at once.
-    conflicted: HashSet<Keyed>,
-    rejected: HashSet<Keyed>,
+    conflicted: KeySet,
+    /// Flows the switch refused, as (cookie, body) by key.
+    rejected: ByKey<(u64, Fingerprint)>,
     use_bundles: bool,
     next_bundle_id: u32,
     in_flight: Option<Round>,
@@ -158,16 +201,19 @@ impl Reconciler {
     ) -> Reconciler {
         let installed = actual
             .into_iter()
-            .map(|s| Keyed(Arc::new(Flow::from_stats(s))))
+            .map(|s| {
+                let f = Arc::new(Flow::from_stats(s));
+                (f.key(), Slot::of(&f))
+            })
             .collect();
         let mut r = Reconciler {
             version,
             installed,
             desired: Arc::new(FlowSet::new()),
-            desired_index: HashSet::new(),
+            desired_index: ByKey::default(),
             dirty: None,
-            conflicted: HashSet::new(),
-            rejected: HashSet::new(),
+            conflicted: KeySet::default(),
+            rejected: ByKey::default(),
             use_bundles,
             next_bundle_id: 1,
             in_flight: None,
@@ -213,28 +259,28 @@ impl Reconciler {
         let mut needs_rebuild = false;
         for cookie in changed {
             for old in previous.owner(cookie) {
-                let key = Keyed(old.clone());
+                let key = old.key();
                 if self.conflicted.contains(&key) {
                     needs_rebuild = true;
                 }
                 if self
                     .desired_index
                     .get(&key)
-                    .is_some_and(|k| Arc::ptr_eq(&k.0, old))
+                    .is_some_and(|slot| Arc::ptr_eq(&slot.flow, old))
                 {
                     self.desired_index.remove(&key);
                 }
                 self.mark_dirty(key);
             }
             for new in desired.owner(cookie) {
-                let key = Keyed(new.clone());
+                let key = new.key();
                 if let Some(existing) = self.desired_index.get(&key)
-                    && existing.0.cookie() != cookie
+                    && existing.cookie != cookie
                 {
-                    self.conflicted.insert(key.clone());
+                    self.conflicted.insert(key);
                     needs_rebuild = true;
                 }
-                self.desired_index.replace(key.clone());
+                self.desired_index.insert(key, Slot::of(new));
                 self.mark_dirty(key);
             }
         }
@@ -248,20 +294,19 @@ impl Reconciler {
     /// Rebuilds the index from scratch: when owners conflict, the lowest
     /// cookie wins, deterministically.
     fn rebuild_desired_index(&mut self, desired: Arc<FlowSet>) {
-        let mut index: HashSet<Keyed> = HashSet::with_capacity(desired.len());
+        let mut index: ByKey<Slot> = ByKey::with_capacity_and_hasher(desired.len(), Default::default());
         for (_, flows) in desired.owners() {
             for f in flows {
-                let key = Keyed(f.clone());
-                if index.contains(&key) {
+                if index.contains_key(&f.key()) {
                     tracing::warn!(
                         table = f.table(),
                         priority = f.priority(),
                         cookie = format_args!("{:#x}", f.cookie()),
                         "two owners want the same flow; the lower cookie wins"
                     );
-                    self.conflicted.insert(key);
+                    self.conflicted.insert(f.key());
                 } else {
-                    index.insert(key);
+                    index.insert(f.key(), Slot::of(f));
                 }
             }
         }
@@ -270,7 +315,7 @@ impl Reconciler {
         self.dirty = None;
     }
 
-    fn mark_dirty(&mut self, key: Keyed) {
+    fn mark_dirty(&mut self, key: Fingerprint) {
         if let Some(dirty) = &mut self.dirty {
             dirty.insert(key);
         }
@@ -279,30 +324,30 @@ impl Reconciler {
     /// Operations that would bring the switch to the desired state.
     fn compute_ops(&self) -> Vec<Op> {
         let mut ops = Vec::new();
-        let mut consider = |key: &Keyed| {
+        let mut consider = |key: &Fingerprint| {
             let desired = self.desired_index.get(key);
             let installed = self.installed.get(key);
             match (desired, installed) {
-                (Some(d), _) if self.rejected.get(key).is_some_and(|r| Arc::ptr_eq(&r.0, &d.0)) => {}
-                (Some(d), None) => ops.push(Op::Add(d.0.clone())),
+                (Some(d), _) if self.rejected.get(key) == Some(&(d.cookie, d.body)) => {}
+                (Some(d), None) => ops.push(Op::Add(d.flow.clone())),
                 (Some(d), Some(i)) => {
-                    if d.0.cookie() != i.0.cookie() {
-                        ops.push(Op::Add(d.0.clone()));
-                    } else if d.0.instructions() != i.0.instructions() {
-                        ops.push(Op::Modify(d.0.clone()));
+                    if d.cookie != i.cookie {
+                        ops.push(Op::Add(d.flow.clone()));
+                    } else if d.body != i.body {
+                        ops.push(Op::Modify(d.flow.clone()));
                     }
                 }
-                (None, Some(i)) => ops.push(Op::Delete(i.0.clone())),
+                (None, Some(i)) => ops.push(Op::Delete(i.flow.clone())),
                 (None, None) => {}
             }
         };
         match &self.dirty {
             Some(keys) => keys.iter().for_each(&mut consider),
             None => {
-                self.desired_index.iter().for_each(&mut consider);
+                self.desired_index.keys().for_each(&mut consider);
                 self.installed
-                    .iter()
-                    .filter(|k| !self.desired_index.contains(*k))
+                    .keys()
+                    .filter(|k| !self.desired_index.contains_key(*k))
                     .for_each(&mut consider);
             }
         }
@@ -334,7 +379,7 @@ impl Reconciler {
             return Next::Busy;
         }
         let ops = self.compute_ops();
-        self.dirty = Some(HashSet::new());
+        self.dirty = Some(KeySet::default());
         if ops.is_empty() {
             return Next::Idle;
         }
@@ -466,7 +511,7 @@ impl Reconciler {
             }
             let flow = round.ops[i].flow().clone();
             if !matches!(round.ops[i], Op::Delete(_)) {
-                self.rejected.replace(Keyed(flow.clone()));
+                self.rejected.insert(flow.key(), (flow.cookie(), flow.body()));
             }
             report.rejected.push(Rejection { flow, error });
         }
@@ -484,28 +529,28 @@ impl Reconciler {
                 continue;
             }
             if nothing_applied {
-                self.mark_dirty(Keyed(op.flow().clone()));
+                self.mark_dirty(op.flow().key());
                 continue;
             }
             match op {
                 Op::Add(f) => {
                     report.adds += 1;
-                    self.installed.replace(Keyed(f));
+                    self.installed.insert(f.key(), Slot::of(&f));
                 }
                 Op::Modify(f) => {
                     report.modifies += 1;
-                    self.installed.replace(Keyed(f));
+                    self.installed.insert(f.key(), Slot::of(&f));
                 }
                 Op::Delete(f) => {
                     report.deletes += 1;
-                    self.installed.remove(&Keyed(f));
+                    self.installed.remove(&f.key());
                 }
             }
         }
         // A quarantined flow whose owner has moved on is forgotten.
         let desired = &self.desired_index;
         self.rejected
-            .retain(|r| desired.get(r).is_some_and(|d| Arc::ptr_eq(&d.0, &r.0)));
+            .retain(|key, rejected| desired.get(key).is_some_and(|d| (d.cookie, d.body) == *rejected));
         report
     }
 }
@@ -613,7 +658,7 @@ mod tests {
 
     #[test]
     fn a_rejected_flow_is_quarantined_not_retried() {
-        let desired = set_of(&[(1, vec![flow(1, 1), flow(2, 2)])]);
+        let desired = set_of(&[(1, vec![flow(1, 1)]), (2, vec![flow(2, 2)])]);
         let mut r = Reconciler::new(Version::OF13, vec![], desired.clone(), false);
         let mut x = 0;
         let Next::Send(msgs) = r.next(|| {
@@ -622,8 +667,11 @@ mod tests {
         }) else {
             panic!()
         };
-        // The switch refuses the second flow-mod.
-        let bad = &msgs[1];
+        // The switch refuses the flow of owner 2.
+        let bad = msgs
+            .iter()
+            .find(|m| matches!(&m.body, Message::FlowMod(f) if f.cookie == 2))
+            .unwrap();
         let error = ErrorMsg {
             code: ErrorCode::Standard { err_type: 2, code: 4 },
             data: vec![],
@@ -635,11 +683,12 @@ mod tests {
         let report = report.unwrap();
         assert_eq!(report.adds, 1);
         assert_eq!(report.rejected.len(), 1);
+        assert_eq!(report.rejected[0].flow.cookie(), 2);
         assert_eq!(r.rejected_len(), 1);
         // Nothing more to do until the owner changes the flow.
         assert!(matches!(r.next(|| 99), Next::Idle));
         let mut changed = (*desired).clone();
-        changed.set_owner(1, vec![flow(1, 1), flow(2, 3)]);
+        changed.set_owner(2, vec![flow(2, 3)]);
         r.set_desired(Arc::new(changed));
         let mut xid = 100;
         let (_, report) = run(&mut r, &mut xid).unwrap();

@@ -807,7 +807,7 @@ impl Match {
     }
 
     /// Appends the `ofp_match` header, the fields and padding to 8 bytes.
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let start = out.len();
         out.put_u16(OFPMT_OXM);
         out.put_u16(0);
