@@ -297,16 +297,19 @@ impl Reconciler {
         let mut index: ByKey<Slot> = ByKey::with_capacity_and_hasher(desired.len(), Default::default());
         for (_, flows) in desired.owners() {
             for f in flows {
-                if index.contains_key(&f.key()) {
-                    tracing::warn!(
-                        table = f.table(),
-                        priority = f.priority(),
-                        cookie = format_args!("{:#x}", f.cookie()),
-                        "two owners want the same flow; the lower cookie wins"
-                    );
-                    self.conflicted.insert(f.key());
-                } else {
-                    index.insert(f.key(), Slot::of(f));
+                match index.entry(f.key()) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        tracing::warn!(
+                            table = f.table(),
+                            priority = f.priority(),
+                            cookie = format_args!("{:#x}", f.cookie()),
+                            "two owners want the same flow; the lower cookie wins"
+                        );
+                        self.conflicted.insert(f.key());
+                    }
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(Slot::of(f));
+                    }
                 }
             }
         }
