@@ -1,0 +1,237 @@
+//! flowgate's EC2 Query API: the HTTP endpoint boto3, the AWS CLI and
+//! boto 2 talk to. It decodes EC2's dotted parameters, authenticates
+//! Signature Version 4 and 2 requests against the stored secrets, runs the
+//! action on the store (reads from memory, writes through group commit) and
+//! answers in EC2's XML, errors included.
+
+pub mod actions;
+pub mod auth;
+pub mod compute;
+pub mod filter;
+pub mod params;
+pub mod xml;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State as AxumState;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use model::Ec2Error;
+use store::Store;
+
+use crate::actions::{Ctx, OsEntropy};
+use crate::auth::SignedRequest;
+use crate::params::Params;
+
+/// The API version used when a request names none.
+pub const DEFAULT_VERSION: &str = "2016-11-15";
+
+/// How the API behaves.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// The region name clients put in their signatures and DescribeRegions shows.
+    pub region: String,
+    /// The availability zone instances get unless they ask for another.
+    pub zone: String,
+    /// The endpoint DescribeRegions shows.
+    pub endpoint: String,
+    /// AddressLimitExceeded beyond this many Elastic IPs per account.
+    pub addresses_per_account: usize,
+    /// How far a request's signing time may be from ours.
+    pub clock_skew: Duration,
+    /// How long terminated instances stay visible.
+    pub terminated_retention: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8773)),
+            region: "flowgate-1".into(),
+            zone: "flowgate-1a".into(),
+            endpoint: "127.0.0.1:8773".into(),
+            addresses_per_account: 5,
+            clock_skew: Duration::from_secs(300),
+            terminated_retention: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The API server's shared state.
+pub struct Api {
+    /// The store.
+    pub store: Store,
+    /// The configuration.
+    pub config: ApiConfig,
+    request_prefix: u64,
+    request_counter: AtomicU64,
+}
+
+impl Api {
+    /// An API over `store`.
+    pub fn new(store: Store, config: ApiConfig) -> Api {
+        use model::Entropy as _;
+        Api {
+            store,
+            config,
+            request_prefix: OsEntropy.next_u64(),
+            request_counter: AtomicU64::new(0),
+        }
+    }
+
+    /// Every availability zone: the configured one and those of the hypervisors.
+    pub fn zones(&self) -> Vec<String> {
+        let mut zones = vec![self.config.zone.clone()];
+        for hv in self.store.read().hypervisors() {
+            if !zones.contains(&hv.zone) {
+                zones.push(hv.zone.clone());
+            }
+        }
+        zones
+    }
+
+    fn next_request_id(&self) -> String {
+        let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
+        let p = self.request_prefix;
+        format!(
+            "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+            (p >> 32) as u32,
+            (p >> 16) as u16,
+            (p & 0xfff) as u16,
+            (n >> 48) as u16 & 0xfff,
+            n & 0xffff_ffff_ffff
+        )
+    }
+}
+
+/// The HTTP routes: EC2 answers on `/` (and, leniently, any path).
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new().fallback(handle).with_state(api)
+}
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    api: Arc<Api>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(api))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn handle(
+    AxumState(api): AxumState<Arc<Api>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request_id = api.next_request_id();
+    let started = std::time::Instant::now();
+    let (result, action) = answer(&api, &method, &uri, &headers, &body, &request_id).await;
+    let response = match result {
+        Ok(xml) => (StatusCode::OK, xml),
+        Err(error) => {
+            let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            tracing::debug!(%request_id, action, code = error.code(), "request refused");
+            (status, xml::error_body(&error, &request_id))
+        }
+    };
+    tracing::trace!(%request_id, action, status = response.0.as_u16(), micros = started.elapsed().as_micros() as u64, "request");
+    let mut response = response.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/xml;charset=UTF-8"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-requestid", value);
+    }
+    response
+}
+
+async fn answer(
+    api: &Api,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    request_id: &str,
+) -> (Result<String, Ec2Error>, String) {
+    let raw_query = uri.query().unwrap_or_default();
+    let mut params = Params::parse(raw_query.as_bytes());
+    if *method == Method::POST {
+        params.extend_from(body);
+    } else if *method != Method::GET {
+        return (
+            Err(Ec2Error::InvalidParameterValue(format!(
+                "HTTP method {method} is not supported"
+            ))),
+            String::new(),
+        );
+    }
+    let action = params.get("Action").unwrap_or_default().to_string();
+    let header_list: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let signed = SignedRequest {
+        method: method.as_str(),
+        path: uri.path(),
+        raw_query,
+        headers: &header_list,
+        body,
+        params: &params,
+    };
+    let key = match auth::authenticate(
+        &signed,
+        |id| api.store.read().access_key(id).cloned(),
+        SystemTime::now(),
+        api.config.clock_skew,
+    ) {
+        Ok(key) => key,
+        Err(err) => return (Err(err), action),
+    };
+    let result = async {
+        if action.is_empty() {
+            return Err(Ec2Error::MissingParameter("Action".into()));
+        }
+        if !actions::is_known(&action) {
+            return Err(Ec2Error::InvalidAction(action.clone()));
+        }
+        let mutating = actions::is_mutating(&action);
+        if mutating && key.read_only {
+            return Err(Ec2Error::UnauthorizedOperation);
+        }
+        if params.flag("DryRun")? {
+            return Err(Ec2Error::DryRunOperation);
+        }
+        let version = params
+            .get("Version")
+            .filter(|v| !v.is_empty())
+            .unwrap_or(DEFAULT_VERSION);
+        let ctx = Ctx {
+            api,
+            key: &key,
+            params: &params,
+            action: &action,
+            version,
+            request_id,
+        };
+        actions::dispatch(&ctx).await
+    }
+    .await;
+    (result, action)
+}
