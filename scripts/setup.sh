@@ -46,3 +46,19 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install Rust (https://rustup.rs) and re-run" >&2
   exit 1
 fi
+
+# Python venv with the real AWS clients the EC2 API tests drive (boto3, the
+# AWS CLI, boto 2) and moto_server, the baseline of the API benchmark.
+# Pinned; skipped when the venv already has exactly these versions, so a
+# re-run takes a moment.
+VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv"
+PY_PACKAGES=(boto3==1.44.8 awscli==1.46.3 boto==2.49.0 "moto[server]==5.2.5")
+PY_STAMP="$VENV/.flowgate-packages"
+if [ -x "$VENV/bin/python" ] && [ "$(cat "$PY_STAMP" 2>/dev/null)" = "${PY_PACKAGES[*]}" ]; then
+  echo "setup: Python venv present ($VENV)"
+else
+  echo "setup: creating Python venv $VENV (${PY_PACKAGES[*]})"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
+  echo "${PY_PACKAGES[*]}" > "$PY_STAMP"
+fi

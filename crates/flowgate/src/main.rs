@@ -6,6 +6,11 @@
 //! over the workspace's crates; each subcommand parses its arguments and
 //! hands over to the crate that does the work.
 
+mod admin;
+mod config;
+mod ofp;
+mod serve;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -20,8 +25,10 @@ use clap::{Parser, Subcommand};
                   switch) and Security Groups (stateful allow rules), driven through the EC2 Query \
                   API so that boto3, the AWS CLI and boto 2 work unchanged, and enforced by an \
                   OpenFlow controller on the Open vSwitch bridge of every hypervisor.\n\n\
-                  This build provides the OpenFlow toolbox; the API server, controller and demo \
-                  arrive in later releases (see README.md)."
+                  Start with `flowgate admin account create NAME` (prints the keys), add a public \
+                  pool, a private network and an image with `flowgate admin`, then run \
+                  `flowgate serve` and point boto3 or the AWS CLI at http://127.0.0.1:8773/. \
+                  See docs/ec2-api.md and docs/configuration.md."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -30,6 +37,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the EC2 Query API (and, in later releases, the OpenFlow controller)
+    /// on the store in the data directory, until SIGINT/SIGTERM.
+    ///
+    /// Settings come from flags, then the configuration file, then defaults
+    /// (docs/flowgate.example.toml lists them all). `flowgate admin` may
+    /// change the same data directory while this runs; the change is seen
+    /// within `store.poll_interval_ms`.
+    Serve(serve::ServeArgs),
+    /// Operator commands: accounts and keys, public pools, private networks,
+    /// images, hypervisors. `--json` on any of them prints JSON.
+    Admin(admin::AdminArgs),
     /// Decode OpenFlow messages given in hex (as `ovs-ofctl ofp-print` does)
     /// and print them as flowgate's codec sees them.
     ///
@@ -41,10 +59,25 @@ enum Command {
     },
 }
 
+/// Sends logs to stderr, filtered by `RUST_LOG` or else `level`.
+pub fn init_logging(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::OfpDecode { hex } => ofp_decode(&hex.concat()),
+        Command::Serve(args) => serve::run(args),
+        Command::Admin(args) => admin::run(args),
+        Command::OfpDecode { hex } => ofp::ofp_decode(&hex.concat()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -52,60 +85,5 @@ fn main() -> ExitCode {
             eprintln!("flowgate: {message}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Decodes and prints every message in `hex`.
-fn ofp_decode(hex: &str) -> Result<(), String> {
-    let bytes = parse_hex(hex)?;
-    let mut rest = bytes.as_slice();
-    if rest.is_empty() {
-        return Err("no bytes given".to_string());
-    }
-    while !rest.is_empty() {
-        let len = match openflow::message_length(rest) {
-            Ok(Some(len)) if len <= rest.len() => len,
-            Ok(_) => return Err(format!("truncated message: {} bytes left", rest.len())),
-            Err(e) => return Err(format!("cannot frame message: {e}")),
-        };
-        let msg =
-            openflow::OfpMessage::decode(&rest[..len]).map_err(|e| format!("cannot decode message: {e}"))?;
-        println!("{} ({}) xid={:#x}", msg.body.name(), msg.version, msg.xid);
-        println!("{:#?}", msg.body);
-        rest = &rest[len..];
-    }
-    Ok(())
-}
-
-fn parse_hex(hex: &str) -> Result<Vec<u8>, String> {
-    let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
-        return Err("odd number of hex digits".to_string());
-    }
-    digits
-        .chunks(2)
-        .map(|pair| {
-            let s = std::str::from_utf8(pair).map_err(|_| "not hex".to_string())?;
-            u8::from_str_radix(s, 16).map_err(|_| format!("{s:?} is not a hex byte"))
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hex_parsing_ignores_spaces_and_refuses_garbage() {
-        assert_eq!(parse_hex("04 00 0008").unwrap(), vec![4, 0, 0, 8]);
-        assert!(parse_hex("040").is_err());
-        assert!(parse_hex("zz").is_err());
-    }
-
-    #[test]
-    fn decodes_a_hello() {
-        assert!(ofp_decode("0400000800000001").is_ok());
-        assert!(ofp_decode("04000010").is_err());
-        assert!(ofp_decode("").is_err());
     }
 }

@@ -1,0 +1,211 @@
+//! flowgate's configuration: a TOML file whose every setting has a
+//! default, overridden by command-line flags (flags > file > defaults).
+//! See `docs/configuration.md` for the documented file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The default configuration file, read when it exists and no `--config` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/flowgate/flowgate.toml";
+
+/// The whole configuration as the file holds it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the store (and later other state) lives.
+    pub data_dir: PathBuf,
+    /// The EC2 API.
+    pub api: ApiSection,
+    /// The OpenFlow controller.
+    pub openflow: OpenflowSection,
+    /// The store.
+    pub store: StoreSection,
+    /// Logging.
+    pub log: LogSection,
+}
+
+/// `[api]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    /// Address and port of the EC2 Query API.
+    pub listen: SocketAddr,
+    /// Region name (DescribeRegions; clients sign with any region).
+    pub region: String,
+    /// Default availability zone.
+    pub zone: String,
+    /// Endpoint shown by DescribeRegions; empty = derived from `listen`.
+    pub endpoint: String,
+    /// Elastic IPs an account may hold (AddressLimitExceeded beyond).
+    pub addresses_per_account: usize,
+    /// Allowed difference between a request's signing time and ours.
+    pub clock_skew_seconds: u64,
+    /// How long terminated instances stay listed.
+    pub terminated_retention_seconds: u64,
+}
+
+/// `[openflow]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenflowSection {
+    /// Where switches connect.
+    pub listen: SocketAddr,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// How often `serve` looks for changes made by `flowgate admin`.
+    pub poll_interval_ms: u64,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// A tracing filter (`info`, `flowgate=debug,ec2api=trace`); `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("/var/lib/flowgate"),
+            api: ApiSection::default(),
+            openflow: OpenflowSection::default(),
+            store: StoreSection::default(),
+            log: LogSection::default(),
+        }
+    }
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8773)),
+            region: "flowgate-1".into(),
+            zone: "flowgate-1a".into(),
+            endpoint: String::new(),
+            addresses_per_account: 5,
+            clock_skew_seconds: 300,
+            terminated_retention_seconds: 3600,
+        }
+    }
+}
+
+impl Default for OpenflowSection {
+    fn default() -> Self {
+        OpenflowSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 6653)),
+        }
+    }
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            poll_interval_ms: 250,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection { level: "info".into() }
+    }
+}
+
+/// What went wrong reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads `path`, or the default file if it exists, or nothing.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (path, required) = match path {
+            Some(path) => (path.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if !required && err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Config::default());
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        Config::parse(&text).map_err(|message| ConfigError::Invalid { path, message })
+    }
+
+    /// Parses the TOML text of a configuration file.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        if config.api.addresses_per_account == 0 {
+            return Err("api.addresses_per_account must be at least 1".into());
+        }
+        Ok(config)
+    }
+
+    /// The EC2 API's settings.
+    pub fn api_config(&self) -> ec2api::ApiConfig {
+        let endpoint = if self.api.endpoint.is_empty() {
+            self.api.listen.to_string()
+        } else {
+            self.api.endpoint.clone()
+        };
+        ec2api::ApiConfig {
+            listen: self.api.listen,
+            region: self.api.region.clone(),
+            zone: self.api.zone.clone(),
+            endpoint,
+            addresses_per_account: self.api.addresses_per_account,
+            clock_skew: Duration::from_secs(self.api.clock_skew_seconds),
+            terminated_retention: Duration::from_secs(self.api.terminated_retention_seconds),
+        }
+    }
+
+    /// The store's settings.
+    pub fn store_options(&self) -> store::StoreOptions {
+        store::StoreOptions {
+            poll_interval: Duration::from_millis(self.store.poll_interval_ms.max(10)),
+            ..store::StoreOptions::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_parses_and_defaults_fill_the_rest() {
+        let example = include_str!("../../../docs/flowgate.example.toml");
+        let config = Config::parse(example).unwrap();
+        assert_eq!(config.api.listen.port(), 8773);
+        let partial = Config::parse("[api]\naddresses_per_account = 2\n").unwrap();
+        assert_eq!(partial.api.addresses_per_account, 2);
+        assert_eq!(partial.api.region, "flowgate-1");
+        assert!(Config::parse("[api]\nbogus = 1\n").is_err());
+        assert!(Config::parse("[api]\naddresses_per_account = 0\n").is_err());
+    }
+}

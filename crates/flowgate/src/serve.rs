@@ -1,0 +1,107 @@
+//! `flowgate serve`: the store, the EC2 API and the compute reconciler in
+//! one process (the OpenFlow controller joins here in a later step), until
+//! SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use ec2api::Api;
+use ec2api::compute::{ComputeDriver, RecordsOnly};
+use store::Store;
+
+use crate::config::Config;
+
+/// `flowgate serve [--config FILE] [--data-dir DIR] [--api-listen ADDR:PORT] [--openflow-listen ADDR:PORT]`
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Configuration file (default: /etc/flowgate/flowgate.toml if present).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory holding the store (overrides `data_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address and port of the EC2 Query API (overrides `api.listen`; default 127.0.0.1:8773).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub api_listen: Option<SocketAddr>,
+    /// Address and port switches connect to (overrides `openflow.listen`; default 127.0.0.1:6653).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub openflow_listen: Option<SocketAddr>,
+}
+
+/// Loads the configuration with the flags applied on top.
+pub fn effective_config(args: &ServeArgs) -> Result<Config, String> {
+    let mut config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(listen) = args.api_listen {
+        config.api.listen = listen;
+    }
+    if let Some(listen) = args.openflow_listen {
+        config.openflow.listen = listen;
+    }
+    Ok(config)
+}
+
+/// Runs the server until interrupted.
+pub fn run(args: ServeArgs) -> Result<(), String> {
+    let config = effective_config(&args)?;
+    crate::init_logging(&config.log.level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let store = Store::open_sqlite(&config.data_dir, config.store_options())
+        .await
+        .map_err(|e| format!("cannot open the store in {}: {e}", config.data_dir.display()))?;
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        revision = store.revision(),
+        "store open"
+    );
+    let api_config = config.api_config();
+    let driver: Arc<dyn ComputeDriver> = Arc::new(RecordsOnly);
+    tokio::spawn(ec2api::compute::reconcile(
+        store.clone(),
+        driver,
+        api_config.terminated_retention,
+    ));
+    let listener = tokio::net::TcpListener::bind(api_config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", api_config.listen))?;
+    let api = Arc::new(Api::new(store, api_config.clone()));
+    tracing::info!(
+        api = %api_config.listen,
+        openflow = %config.openflow.listen,
+        region = %api_config.region,
+        "flowgate serving the EC2 API (the OpenFlow controller is not wired in yet)"
+    );
+    ec2api::serve(api, listener, shutdown_signal())
+        .await
+        .map_err(|e| format!("API server failed: {e}"))?;
+    tracing::info!("flowgate stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot watch SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
