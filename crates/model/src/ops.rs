@@ -573,6 +573,7 @@ impl State {
         allow_reassociation: bool,
         entropy: &mut dyn Entropy,
     ) -> Result<Association, Ec2Error> {
+        let mut current = self.resolve_address(account, address)?.clone();
         let instance = self.resolve_instance(account, instance_id)?;
         if !matches!(instance.state, InstanceState::Pending | InstanceState::Running) {
             return Err(Ec2Error::IncorrectInstanceState(format!(
@@ -587,7 +588,6 @@ impl State {
             )));
         }
         let target_ip = instance.private_ip;
-        let mut current = self.resolve_address(account, address)?.clone();
         let classic_by_ip = matches!(address, AddressRef::PublicIp(_)) && current.domain == Domain::Standard;
         if let Some(existing) = &current.association {
             if &existing.instance_id == instance_id {
@@ -1258,7 +1258,7 @@ fn validate_group_text(field: &str, text: &str) -> Result<(), Ec2Error> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || " ._-:/()#,@[]+=&;{}!$*".contains(c);
     if text.len() > 255 || !text.chars().all(allowed) {
         return Err(Ec2Error::InvalidParameterValue(format!(
-            "Value ({text}) for parameter {field} is invalid. Character sets beyond ASCII are not supported."
+            "Value ({text}) for parameter {field} is invalid: use up to 255 of a-z, A-Z, 0-9, spaces and ._-:/()#,@[]+=&;{{}}!$*"
         )));
     }
     Ok(())

@@ -1,0 +1,274 @@
+//! A real `flowgate serve` on a private data directory and port, the
+//! `flowgate admin` CLI against it, and the Python clients of the repo's
+//! venv. Everything is cleaned up on drop; every wait is bounded.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const FLOWGATE: &str = env!("CARGO_BIN_EXE_flowgate");
+pub const POOL_CIDR: &str = "203.0.113.0/24";
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The venv's Python, made by scripts/setup.sh.
+pub fn python() -> PathBuf {
+    let python = repo().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run ./scripts/setup.sh first",
+        python.display()
+    );
+    python
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "flowgate-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs a command with a deadline; kills it when the deadline passes.
+pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{command:?} did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Keys of an account made with `flowgate admin account create`.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub account_id: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+/// A running `flowgate serve` with its data directory.
+pub struct Server {
+    pub dir: TempDir,
+    pub port: u16,
+    pub child: Option<Child>,
+    pub config: PathBuf,
+}
+
+impl Server {
+    /// A data directory with a pool, a network and an image, and a server on it.
+    pub fn start(config_toml: &str) -> Server {
+        let dir = TempDir::new("serve");
+        let config = dir.0.join("flowgate.toml");
+        std::fs::write(&config, format!("[store]\npoll_interval_ms = 50\n{config_toml}")).unwrap();
+        let mut server = Server {
+            dir,
+            port: free_port(),
+            child: None,
+            config,
+        };
+        server.admin(&["pool", "add", "--cidr", POOL_CIDR, "--gateway", "203.0.113.1"]);
+        server.admin(&["network", "add", "--cidr", "10.0.0.0/24", "--gateway", "10.0.0.1"]);
+        server.launch();
+        server
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.0.join("data")
+    }
+
+    /// Starts the server process and waits until it accepts connections.
+    pub fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.0.join("serve.log"))
+            .unwrap();
+        let child = Command::new(FLOWGATE)
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--api-listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("flowgate serve exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "flowgate serve did not listen within 20 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server at once (SIGKILL): only what was committed may survive.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("serve.log")).unwrap_or_default()
+    }
+
+    /// Runs `flowgate admin --data-dir … ARGS`; panics unless it succeeds.
+    pub fn admin(&self, args: &[&str]) -> String {
+        let out = self.admin_output(args);
+        assert!(
+            out.status.success(),
+            "flowgate admin {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn admin_output(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(FLOWGATE);
+        command
+            .arg("admin")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(args);
+        run_bounded(command, Duration::from_secs(30))
+    }
+
+    /// Creates an account; returns its keys.
+    pub fn account(&self, name: &str) -> Keys {
+        let json = self.admin(&["account", "create", name, "--json"]);
+        Keys {
+            account_id: field(&json, "account_id"),
+            access_key_id: field(&json, "access_key_id"),
+            secret_access_key: field(&json, "secret_access_key"),
+        }
+    }
+
+    pub fn image(&self, name: &str) -> String {
+        field(&self.admin(&["image", "add", name, "--json"]), "image_id")
+    }
+
+    /// Runs a client script of tests/clients with the venv's Python.
+    /// `accounts` are exported as FLOWGATE_<LETTER>_KEY / _SECRET.
+    pub fn client(&self, script: &str, args: &[&str], accounts: &[(&str, &Keys)], image: &str) -> Output {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
+        let mut command = Command::new(python());
+        command
+            .arg(dir.join(script))
+            .args(args)
+            .current_dir(&dir)
+            .env("FLOWGATE_PORT", self.port.to_string())
+            .env("FLOWGATE_IMAGE_ID", image)
+            .env("FLOWGATE_POOL_CIDR", POOL_CIDR)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("BOTO_CONFIG", "/dev/null")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY");
+        for (letter, keys) in accounts {
+            command.env(format!("FLOWGATE_{letter}_KEY"), &keys.access_key_id);
+            command.env(format!("FLOWGATE_{letter}_SECRET"), &keys.secret_access_key);
+        }
+        run_bounded(command, Duration::from_secs(120))
+    }
+
+    /// Like [`Server::client`], and asserts the script passed.
+    pub fn client_ok(&self, script: &str, args: &[&str], accounts: &[(&str, &Keys)], image: &str) -> String {
+        let out = self.client(script, args, accounts, image);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{script} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}\nserver log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        assert!(
+            stdout.contains("all checks passed"),
+            "{script} did not finish:\n{stdout}"
+        );
+        println!("{script}:\n{stdout}");
+        stdout
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A string field of a one-line JSON object (flowgate admin --json output).
+pub fn field(json: &str, name: &str) -> String {
+    let needle = format!("\"{name}\":\"");
+    let start = json
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no {name} in {json}"))
+        + needle.len();
+    let end = json[start..].find('"').unwrap() + start;
+    json[start..end].to_string()
+}
