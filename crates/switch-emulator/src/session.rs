@@ -907,3 +907,251 @@ impl Session {
         self.version = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datapath::SwitchSpec;
+    use crate::faults::Faults;
+    use openflow::flow::flow_mod_flags;
+    use openflow::{Match, OxmField};
+
+    const T0: Duration = Duration::ZERO;
+
+    fn datapath() -> Datapath {
+        let spec = SwitchSpec {
+            index: 0,
+            datapath_id: 42,
+            name: "emu0".into(),
+            ports: 2,
+            port_prefix: "vm".into(),
+            max_flows: None,
+        };
+        Datapath::new(spec, Faults::default(), 0)
+    }
+
+    fn bytes(version: Version, xid: u32, body: Message) -> Vec<u8> {
+        OfpMessage::new(version, xid, body).to_bytes().unwrap()
+    }
+
+    /// A session negotiated at OpenFlow 1.3, and its switch.
+    fn negotiated() -> (Session, Datapath) {
+        let mut dp = datapath();
+        let mut s = Session::new(1, SessionConfig::default(), T0);
+        let mut out = Vec::new();
+        s.start(&mut dp, &mut out);
+        let hello = bytes(
+            Version::OF13,
+            1,
+            Message::Hello(Hello::with_versions(&[Version::OF13])),
+        );
+        s.handle(&mut dp, &hello, T0, &mut out);
+        assert_eq!(s.version(), Some(Version::OF13));
+        (s, dp)
+    }
+
+    fn handle(s: &mut Session, dp: &mut Datapath, raw: &[u8], now: Duration) -> Vec<Output> {
+        let mut out = Vec::new();
+        s.handle(dp, raw, now, &mut out);
+        out
+    }
+
+    fn error_names(out: &[Output]) -> Vec<String> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send(OfpMessage {
+                    version,
+                    body: Message::Error(e),
+                    ..
+                }) => Some(e.code.describe(*version)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn negotiation_fails_cleanly() {
+        let mut dp = datapath();
+        let mut s = Session::new(1, SessionConfig::default(), T0);
+        let hello10 = bytes(
+            Version::OF10,
+            1,
+            Message::Hello(Hello::with_versions(&[Version::OF10])),
+        );
+        let out = handle(&mut s, &mut dp, &hello10, T0);
+        assert_eq!(error_names(&out), vec!["OFPHFC_INCOMPATIBLE"]);
+        assert!(matches!(
+            out.last(),
+            Some(Output::Close(CloseReason::VersionMismatch(_)))
+        ));
+
+        let mut s = Session::new(2, SessionConfig::default(), T0);
+        let out = handle(
+            &mut s,
+            &mut dp,
+            &bytes(Version::OF13, 1, Message::FeaturesRequest),
+            T0,
+        );
+        assert_eq!(
+            out,
+            vec![Output::Close(CloseReason::NotHello("OFPT_FEATURES_REQUEST"))]
+        );
+        assert_eq!(dp.connections(), 0);
+    }
+
+    #[test]
+    fn bad_versions_and_bodies_are_refused_without_closing() {
+        let (mut s, mut dp) = negotiated();
+        let out = handle(
+            &mut s,
+            &mut dp,
+            &bytes(Version::OF14, 5, Message::BarrierRequest),
+            T0,
+        );
+        assert_eq!(error_names(&out), vec!["OFPBRC_BAD_VERSION"]);
+        // A flow-mod cut short after its header: framing holds, body does not.
+        let mut raw = bytes(Version::OF13, 6, Message::FlowMod(FlowMod::delete_all()));
+        raw.truncate(20);
+        raw[2..4].copy_from_slice(&20u16.to_be_bytes());
+        let out = handle(&mut s, &mut dp, &raw, T0);
+        assert_eq!(error_names(&out), vec!["OFPBRC_BAD_LEN"]);
+        let out = handle(
+            &mut s,
+            &mut dp,
+            &bytes(Version::OF13, 7, Message::EchoRequest(vec![9])),
+            T0,
+        );
+        assert!(matches!(&out[0], Output::Send(m) if m.body == Message::EchoReply(vec![9]) && m.xid == 7));
+    }
+
+    #[test]
+    fn roles_without_a_generation_and_bad_roles() {
+        let (mut s, mut dp) = negotiated();
+        let ask = |role| {
+            bytes(
+                Version::OF13,
+                3,
+                Message::RoleRequest(Role {
+                    role,
+                    generation_id: 5,
+                }),
+            )
+        };
+        let out = handle(&mut s, &mut dp, &ask(ControllerRole::NOCHANGE), T0);
+        let reply = Message::RoleReply(Role {
+            role: ControllerRole::EQUAL,
+            generation_id: u64::MAX,
+        });
+        assert!(matches!(&out[0], Output::Send(m) if m.body == reply));
+        let out = handle(&mut s, &mut dp, &ask(ControllerRole(7)), T0);
+        assert_eq!(error_names(&out), vec!["OFPRRFC_BAD_ROLE"]);
+        // EQUAL neither checks nor sets the generation id.
+        handle(&mut s, &mut dp, &ask(ControllerRole::EQUAL), T0);
+        assert_eq!(dp.generation_id, None);
+    }
+
+    #[test]
+    fn bundles_misused_and_forgotten() {
+        let (mut s, mut dp) = negotiated();
+        let ctrl = |t, flags| {
+            bytes(
+                Version::OF13,
+                10,
+                Message::BundleControl(BundleControl::new(1, t, flags)),
+            )
+        };
+        let add = |flags| {
+            let inner = OfpMessage::new(Version::OF13, 11, Message::FlowMod(FlowMod::delete_all()));
+            bytes(
+                Version::OF13,
+                11,
+                Message::BundleAdd(BundleAdd {
+                    bundle_id: 1,
+                    flags,
+                    message: Box::new(inner),
+                    properties: Vec::new(),
+                }),
+            )
+        };
+        handle(&mut s, &mut dp, &ctrl(BundleCtrlType::OPEN_REQUEST, 1), T0);
+        assert_eq!(
+            error_names(&handle(&mut s, &mut dp, &add(3), T0)),
+            vec!["OFPBFC_BAD_FLAGS"]
+        );
+        // The bad add discarded the bundle; a new add opens one implicitly.
+        assert!(handle(&mut s, &mut dp, &add(1), T0).is_empty());
+        handle(&mut s, &mut dp, &ctrl(BundleCtrlType::CLOSE_REQUEST, 1), T0);
+        assert_eq!(
+            error_names(&handle(&mut s, &mut dp, &add(1), T0)),
+            vec!["OFPBFC_BUNDLE_CLOSED"]
+        );
+        assert_eq!(
+            error_names(&handle(&mut s, &mut dp, &ctrl(BundleCtrlType::OPEN_REPLY, 0), T0)),
+            vec!["OFPBFC_BAD_TYPE"]
+        );
+        // A bundle left alone expires with OFPBFC_TIMEOUT.
+        handle(&mut s, &mut dp, &ctrl(BundleCtrlType::OPEN_REQUEST, 0), T0);
+        let mut out = Vec::new();
+        s.tick(&mut dp, Duration::from_secs(11), &mut out);
+        assert!(
+            error_names(&out).contains(&"OFPBFC_TIMEOUT".to_string()),
+            "{out:?}"
+        );
+        assert_eq!(
+            error_names(&handle(
+                &mut s,
+                &mut dp,
+                &ctrl(BundleCtrlType::COMMIT_REQUEST, 0),
+                T0
+            )),
+            vec!["OFPBFC_BAD_ID"]
+        );
+    }
+
+    #[test]
+    fn idle_controllers_are_probed_then_dropped() {
+        let (mut s, mut dp) = negotiated();
+        let mut out = Vec::new();
+        s.tick(&mut dp, Duration::from_secs(4), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(s.next_deadline(), Some(Duration::from_secs(5)));
+        s.tick(&mut dp, Duration::from_secs(5), &mut out);
+        assert!(matches!(&out[0], Output::Send(m) if matches!(m.body, Message::EchoRequest(_))));
+        out.clear();
+        s.tick(&mut dp, Duration::from_secs(10), &mut out);
+        assert_eq!(
+            out,
+            vec![Output::Close(CloseReason::PeerDead(Duration::from_secs(5)))]
+        );
+        s.close(&mut dp);
+        assert_eq!((dp.connections(), dp.counters().disconnects), (0, 1));
+    }
+
+    #[test]
+    fn expired_flows_are_announced() {
+        let (mut s, mut dp) = negotiated();
+        let fm = FlowMod {
+            flags: flow_mod_flags::SEND_FLOW_REM,
+            hard_timeout: 2,
+            ..FlowMod::add(1, 9, Match::new(vec![OxmField::EthType(0x0806)]), Vec::new())
+        };
+        handle(
+            &mut s,
+            &mut dp,
+            &bytes(Version::OF13, 4, Message::FlowMod(fm)),
+            T0,
+        );
+        assert_eq!(dp.flow_count(), 1);
+        let mut out = Vec::new();
+        s.tick(&mut dp, Duration::from_secs(3), &mut out);
+        let removed = out.iter().find_map(|o| match o {
+            Output::Broadcast(Message::FlowRemoved(r)) => Some(r.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            removed.map(|r| (r.reason, r.table_id, r.priority)),
+            Some((1, 1, 9))
+        );
+        assert_eq!(dp.flow_count(), 0);
+    }
+}
