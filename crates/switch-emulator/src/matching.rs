@@ -209,16 +209,16 @@ fn push_normalized(tlv: &Tlv<'_>, out: &mut Vec<u8>) -> bool {
     let is_vlan_vid = tlv.experimenter.is_none() && tlv.field == vlan_vid_field();
     let mut value: Vec<u8> = tlv.value.iter().zip(mask).map(|(v, m)| v & m).collect();
     let mut mask = mask.to_vec();
-    if is_vlan_vid && mask.len() == 2 {
+    if is_vlan_vid && let (&[v0, v1], &[m0, m1]) = (value.as_slice(), mask.as_slice()) {
         // Only 13 bits of vlan_vid exist; a mask covering all of them is an
         // exact match to Open vSwitch.
-        let m = u16::from_be_bytes([mask[0], mask[1]]) & VLAN_VID_BITS;
+        let m = u16::from_be_bytes([m0, m1]) & VLAN_VID_BITS;
+        let v = u16::from_be_bytes([v0, v1]) & m;
         mask = if m == VLAN_VID_BITS {
             vec![0xff, 0xff]
         } else {
             m.to_be_bytes().to_vec()
         };
-        let v = u16::from_be_bytes([value[0], value[1]]) & m;
         value = v.to_be_bytes().to_vec();
     }
     if mask.iter().all(|&b| b == 0) {

@@ -35,6 +35,8 @@ enum Step {
 
 /// Either side of the comparison.
 trait Switch {
+    /// The negotiated version.
+    fn version(&self) -> Version;
     /// Sends `msgs` then a barrier; returns the messages received before
     /// the barrier reply.
     fn exchange(&mut self, msgs: &[OfpMessage]) -> Vec<OfpMessage>;
@@ -43,18 +45,15 @@ trait Switch {
 /// A real Open vSwitch bridge over its management socket.
 struct Ovs {
     stream: UnixStream,
+    version: Version,
 }
 
 impl Ovs {
-    fn connect(path: &std::path::Path) -> Ovs {
+    fn connect(path: &std::path::Path, version: Version) -> Ovs {
         let stream = UnixStream::connect(path).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut ovs = Ovs { stream };
-        let hello = OfpMessage::new(
-            Version::OF13,
-            1,
-            Message::Hello(Hello::with_versions(&[Version::OF13])),
-        );
+        let mut ovs = Ovs { stream, version };
+        let hello = OfpMessage::new(version, 1, Message::Hello(Hello::with_versions(&[version])));
         ovs.stream.write_all(&hello.to_bytes().unwrap()).unwrap();
         let reply = ovs.read();
         assert!(matches!(reply.body, Message::Hello(_)));
@@ -73,11 +72,15 @@ impl Ovs {
 }
 
 impl Switch for Ovs {
+    fn version(&self) -> Version {
+        self.version
+    }
+
     fn exchange(&mut self, msgs: &[OfpMessage]) -> Vec<OfpMessage> {
         for m in msgs {
             self.stream.write_all(&m.to_bytes().unwrap()).unwrap();
         }
-        let barrier = OfpMessage::new(Version::OF13, 0xbeef, Message::BarrierRequest);
+        let barrier = OfpMessage::new(self.version, 0xbeef, Message::BarrierRequest);
         self.stream.write_all(&barrier.to_bytes().unwrap()).unwrap();
         let mut before = Vec::new();
         loop {
@@ -98,7 +101,7 @@ struct Emulated {
 }
 
 impl Emulated {
-    fn new() -> Emulated {
+    fn new(version: Version) -> Emulated {
         let spec = SwitchSpec {
             index: 0,
             datapath_id: 1,
@@ -111,13 +114,9 @@ impl Emulated {
         let mut session = Session::new(1, SessionConfig::default(), Duration::ZERO);
         let mut out = Vec::new();
         session.start(&mut dp, &mut out);
-        let hello = OfpMessage::new(
-            Version::OF13,
-            1,
-            Message::Hello(Hello::with_versions(&[Version::OF13])),
-        );
+        let hello = OfpMessage::new(version, 1, Message::Hello(Hello::with_versions(&[version])));
         session.handle(&mut dp, &hello.to_bytes().unwrap(), Duration::ZERO, &mut out);
-        assert_eq!(session.version(), Some(Version::OF13));
+        assert_eq!(session.version(), Some(version));
         Emulated {
             session,
             dp,
@@ -127,7 +126,12 @@ impl Emulated {
 }
 
 impl Switch for Emulated {
+    fn version(&self) -> Version {
+        self.session.version().unwrap()
+    }
+
     fn exchange(&mut self, msgs: &[OfpMessage]) -> Vec<OfpMessage> {
+        let v = self.version();
         let mut out = Vec::new();
         for m in msgs {
             self.now += Duration::from_millis(1);
@@ -137,7 +141,7 @@ impl Switch for Emulated {
         out.into_iter()
             .filter_map(|o| match o {
                 Output::Send(m) => Some(m),
-                Output::Broadcast(body) => Some(OfpMessage::new(Version::OF13, 0, body)),
+                Output::Broadcast(body) => Some(OfpMessage::new(v, 0, body)),
                 _ => None,
             })
             .collect()
@@ -147,13 +151,14 @@ impl Switch for Emulated {
 /// Runs the scenario; returns, per step, the error names with the index of
 /// the message of the step they refer to (the commit is one past the adds).
 fn run(switch: &mut dyn Switch, steps: &[Step]) -> Vec<Vec<(usize, String)>> {
+    let v = switch.version();
     let mut xid = 100u32;
     let mut all = Vec::new();
     for (n, step) in steps.iter().enumerate() {
         let mut msgs = Vec::new();
         let mut next = |body: Message| {
             xid += 1;
-            OfpMessage::new(Version::OF13, xid, body)
+            OfpMessage::new(v, xid, body)
         };
         match step {
             Step::Flow(fm) => msgs.push(next(Message::FlowMod(fm.clone()))),
@@ -173,7 +178,7 @@ fn run(switch: &mut dyn Switch, steps: &[Step]) -> Vec<Vec<(usize, String)>> {
                         message: Box::new(inner.clone()),
                         properties: Vec::new(),
                     };
-                    msgs.push(OfpMessage::new(Version::OF13, inner.xid, Message::BundleAdd(add)));
+                    msgs.push(OfpMessage::new(v, inner.xid, Message::BundleAdd(add)));
                 }
                 msgs.push(next(Message::BundleControl(BundleControl::new(
                     id,
@@ -191,7 +196,7 @@ fn run(switch: &mut dyn Switch, steps: &[Step]) -> Vec<Vec<(usize, String)>> {
                         .iter()
                         .position(|s| s.xid == m.xid)
                         .expect("error for a sent message");
-                    Some((at, e.code.describe(Version::OF13)))
+                    Some((at, e.code.describe(v)))
                 }
                 _ => None,
             })
@@ -207,7 +212,7 @@ fn dump(switch: &mut dyn Switch) -> Vec<FlowStats> {
 
 fn dump_where(switch: &mut dyn Switch, request: FlowStatsRequest) -> Vec<FlowStats> {
     let request = OfpMessage::new(
-        Version::OF13,
+        switch.version(),
         7,
         Message::MultipartRequest(MultipartRequest::new(MultipartRequestBody::Flow(request))),
     );
@@ -371,6 +376,110 @@ fn scenario() -> Vec<Step> {
             vec![OxmField::Metadata(Masked::new(0x10, 0xf0))],
             vec![],
         )),
+        // VLANs: an exact id with its priority, any tagged frame, and a
+        // mask covering every bit of the id (exact, so it replaces).
+        Flow(add(
+            4,
+            20,
+            0x120,
+            vec![OxmField::VlanVid(Masked::exact(0x1005)), OxmField::VlanPcp(3)],
+            apply(vec![Action::PopVlan, out(1)]),
+        )),
+        Flow(add(
+            4,
+            19,
+            0x121,
+            vec![OxmField::VlanVid(Masked::new(0x1000, 0x1000))],
+            apply(vec![out(2)]),
+        )),
+        Flow(add(
+            4,
+            18,
+            0x122,
+            vec![OxmField::VlanVid(Masked::exact(0x1007))],
+            apply(vec![out(2)]),
+        )),
+        Flow(add(
+            4,
+            18,
+            0x123,
+            vec![OxmField::VlanVid(Masked::new(0x1007, 0x1fff))],
+            apply(vec![out(3)]),
+        )),
+        // UDP, ICMP, ARP addresses, tunnel id, conntrack zone and mark,
+        // conjunctions.
+        Flow(add(
+            4,
+            17,
+            0x124,
+            vec![
+                ip(),
+                OxmField::IpProto(17),
+                OxmField::UdpDst(Masked::exact(53)),
+                OxmField::IpDscp(10),
+            ],
+            apply(vec![out(1)]),
+        )),
+        Flow(add(
+            4,
+            16,
+            0x125,
+            vec![
+                ip(),
+                OxmField::IpProto(1),
+                OxmField::Icmpv4Type(8),
+                OxmField::Icmpv4Code(0),
+            ],
+            apply(vec![out(1)]),
+        )),
+        Flow(add(
+            4,
+            15,
+            0x126,
+            vec![
+                OxmField::EthType(0x0806),
+                OxmField::ArpSha(Masked::exact(MacAddr([2, 0, 0, 0, 0, 9]))),
+                OxmField::ArpSpa(Masked::new(
+                    Ipv4Addr::new(10, 0, 0, 0),
+                    Ipv4Addr::new(255, 0, 0, 0),
+                )),
+            ],
+            apply(vec![out(1)]),
+        )),
+        Flow(add(
+            4,
+            14,
+            0x127,
+            vec![
+                OxmField::CtMark(Masked::new(1, 1)),
+                OxmField::CtZone(7),
+                OxmField::TunnelId(Masked::exact(99)),
+                OxmField::EthDst(Masked::new(
+                    MacAddr([1, 0, 0, 0, 0, 0]),
+                    MacAddr([1, 0, 0, 0, 0, 0]),
+                )),
+            ],
+            apply(vec![out(1)]),
+        )),
+        Flow(add(
+            4,
+            13,
+            0x128,
+            vec![ip(), ip_src(10, 0, 0, 5)],
+            apply(vec![Action::Conjunction {
+                id: 7,
+                clause: 0,
+                n_clauses: 2,
+            }]),
+        )),
+        Flow(add(
+            4,
+            13,
+            0x129,
+            vec![OxmField::ConjId(7), ip()],
+            apply(vec![out(4)]),
+        )),
+        Flow(add(4, 12, 0x12a, vec![OxmField::VlanPcp(3)], vec![])),
         // Empty action lists.
         Flow(add(1, 9, 0x114, vec![reg(6, 1, None)], apply(vec![]))),
         Flow(add(
@@ -514,14 +623,16 @@ fn scenario() -> Vec<Step> {
     ]
 }
 
-#[test]
-fn emulated_switch_matches_open_vswitch() {
+fn emulated_switch_matches_open_vswitch(version: Version) {
     let lab = Lab::start().expect("start a lab");
     let bridge = lab
-        .add_bridge_with("br0", &BridgeOptions::default().protocols(&["OpenFlow13"]))
+        .add_bridge_with(
+            "br0",
+            &BridgeOptions::default().protocols(&["OpenFlow13", "OpenFlow14"]),
+        )
         .unwrap();
-    let mut ovs = Ovs::connect(bridge.mgmt_socket());
-    let mut emu = Emulated::new();
+    let mut ovs = Ovs::connect(bridge.mgmt_socket(), version);
+    let mut emu = Emulated::new(version);
     let steps = scenario();
 
     let ovs_errors = run(&mut ovs, &steps);
@@ -610,4 +721,14 @@ fn emulated_switch_matches_open_vswitch() {
         assert!(!o.is_empty(), "{request:?} selects something");
     }
     lab.shutdown().unwrap();
+}
+
+#[test]
+fn emulated_switch_matches_open_vswitch_in_openflow_1_3() {
+    emulated_switch_matches_open_vswitch(Version::OF13);
+}
+
+#[test]
+fn emulated_switch_matches_open_vswitch_in_openflow_1_4() {
+    emulated_switch_matches_open_vswitch(Version::OF14);
 }
