@@ -9,8 +9,9 @@
 //! the same result (tested), so the incremental path is an optimisation,
 //! never a second source of truth.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use openflow::action::{Ct, CtZone, NX_CT_RECIRC_NONE, ct_flags};
 use openflow::oxm::ct_state;
@@ -80,15 +81,18 @@ pub struct Update {
     pub cookie: u64,
     /// The owner.
     pub owner: OwnerKey,
-    /// Its flows now.
-    pub flows: Vec<FlowSpec>,
+    /// Its flows now (shared with the compiler's own copy).
+    pub flows: Arc<[FlowSpec]>,
 }
+
+/// Everything compiled: datapath id -> cookie -> (owner, flows).
+pub type Snapshot = BTreeMap<u64, BTreeMap<u64, (OwnerKey, Arc<[FlowSpec]>)>>;
 
 /// The compiled flows of one hypervisor.
 #[derive(Debug, Default, Clone)]
 struct HvOutput {
-    owners: BTreeMap<OwnerKey, (u64, Vec<FlowSpec>)>,
-    cookies: HashMap<u64, OwnerKey>,
+    owners: BTreeMap<OwnerKey, (u64, Arc<[FlowSpec]>)>,
+    cookies: HashSet<u64>,
     /// Priority of each security group rule present on the hypervisor.
     slots: BTreeMap<String, u16>,
     datapath_id: u64,
@@ -118,6 +122,8 @@ pub struct Compiler {
     out: BTreeMap<String, HvOutput>,
     dirty: BTreeSet<(String, OwnerKey)>,
     dirty_slots: BTreeSet<String>,
+    /// While bulk loading, nothing is marked: everything is at the end.
+    loading: bool,
 }
 
 impl Compiler {
@@ -127,7 +133,58 @@ impl Compiler {
     }
 
     fn mark(&mut self, hv: &str, kind: OwnerKind, id: &str) {
-        self.dirty.insert((hv.to_string(), OwnerKey::new(kind, id)));
+        if !self.loading {
+            self.dirty.insert((hv.to_string(), OwnerKey::new(kind, id)));
+        }
+    }
+
+    /// Loads a whole model at once: `load` calls the `upsert_*` methods,
+    /// and instead of tracking what each one touches, every owner is
+    /// recompiled at the next flush. The result is the same; only faster
+    /// for a cold start.
+    pub fn bulk_load(&mut self, load: impl FnOnce(&mut Compiler)) {
+        self.loading = true;
+        load(self);
+        self.loading = false;
+        self.mark_everything();
+    }
+
+    /// Marks every owner that can have flows.
+    fn mark_everything(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for name in self.hypervisors.keys() {
+            dirty.insert((name.clone(), OwnerKey::new(OwnerKind::Pipeline, "")));
+            self.dirty_slots.insert(name.clone());
+            let mut networks = BTreeSet::new();
+            let mut rules = BTreeSet::new();
+            for inst in self.placed_on(name) {
+                dirty.insert((name.clone(), OwnerKey::new(OwnerKind::Instance, inst.id.as_str())));
+                networks.insert(inst.network.as_str());
+                for alloc in self.address_of.get(&inst.id).into_iter().flatten() {
+                    dirty.insert((name.clone(), OwnerKey::new(OwnerKind::Address, alloc.as_str())));
+                }
+                for g in inst.groups.iter().filter_map(|g| self.groups.get(g)) {
+                    rules.extend(g.rules.iter().map(|r| r.id.as_str()));
+                }
+            }
+            for n in networks {
+                dirty.insert((name.clone(), OwnerKey::new(OwnerKind::Network, n)));
+            }
+            for r in rules {
+                dirty.insert((name.clone(), OwnerKey::new(OwnerKind::Rule, r)));
+            }
+            // Owners compiled before and possibly gone now.
+            if let Some(out) = self.out.get(name) {
+                dirty.extend(out.owners.keys().map(|o| (name.clone(), o.clone())));
+            }
+        }
+        // Hypervisors removed while loading lose their flows.
+        for (name, out) in &self.out {
+            if !self.hypervisors.contains_key(name) {
+                dirty.extend(out.owners.keys().map(|o| (name.clone(), o.clone())));
+            }
+        }
+        self.dirty = dirty;
     }
 
     /// Hypervisors where members of `group` are placed.
@@ -142,6 +199,9 @@ impl Compiler {
 
     /// Marks everything an instance's presence influences.
     fn touch_instance(&mut self, inst: &Instance) {
+        if self.loading {
+            return;
+        }
         if let Some(hv) = inst.hypervisor.clone() {
             self.mark(&hv, OwnerKind::Instance, &inst.id);
             self.mark(&hv, OwnerKind::Network, &inst.network);
@@ -174,6 +234,9 @@ impl Compiler {
     }
 
     fn touch_group(&mut self, group: &Group) {
+        if self.loading {
+            return;
+        }
         for hv in self.hypervisors_of_group(&group.id) {
             for r in &group.rules {
                 self.mark(&hv, OwnerKind::Rule, &r.id);
@@ -428,37 +491,38 @@ impl Compiler {
         }
         let mut updates = Vec::new();
         for (hv_name, owner) in std::mem::take(&mut self.dirty) {
-            let flows = match self.hypervisors.get(&hv_name) {
-                Some(hv) => self.compile_owner(hv, &owner),
-                None => Vec::new(),
+            let (flows, datapath_id) = match self.hypervisors.get(&hv_name) {
+                Some(hv) => (self.compile_owner(hv, &owner), Some(hv.datapath_id)),
+                None => (Vec::new(), None),
             };
-            let datapath_id = self.hypervisors.get(&hv_name).map(|h| h.datapath_id);
-            let out = self.out.entry(hv_name.clone()).or_default();
-            if let Some(dpid) = datapath_id
-                && out.datapath_id != dpid
-            {
+            let out = match self.out.get_mut(&hv_name) {
+                Some(out) => out,
+                None => self.out.entry(hv_name).or_default(),
+            };
+            if let Some(dpid) = datapath_id {
                 out.datapath_id = dpid;
             }
             let previous = out.owners.get(&owner);
-            if previous.map(|(_, f)| f) == Some(&flows) || (previous.is_none() && flows.is_empty()) {
+            if previous.is_some_and(|(_, f)| **f == flows[..]) || (previous.is_none() && flows.is_empty()) {
                 continue;
             }
             let cookie = match previous {
                 Some((c, _)) => *c,
                 None => {
                     let mut c = owner.preferred_cookie();
-                    while out.cookies.contains_key(&c) {
+                    while out.cookies.contains(&c) {
                         c = probe(c);
                     }
                     c
                 }
             };
+            let flows: Arc<[FlowSpec]> = flows.into();
             if flows.is_empty() {
                 out.owners.remove(&owner);
                 out.cookies.remove(&cookie);
             } else {
                 out.owners.insert(owner.clone(), (cookie, flows.clone()));
-                out.cookies.insert(cookie, owner.clone());
+                out.cookies.insert(cookie);
             }
             updates.push(Update {
                 datapath_id: out.datapath_id,
@@ -475,10 +539,10 @@ impl Compiler {
 
     /// Every compiled owner of every hypervisor: datapath id -> cookie ->
     /// (owner, flows).
-    pub fn snapshot(&self) -> BTreeMap<u64, BTreeMap<u64, (OwnerKey, Vec<FlowSpec>)>> {
-        let mut out = BTreeMap::new();
+    pub fn snapshot(&self) -> Snapshot {
+        let mut out = Snapshot::new();
         for o in self.out.values() {
-            let per: &mut BTreeMap<u64, (OwnerKey, Vec<FlowSpec>)> = out.entry(o.datapath_id).or_default();
+            let per: &mut BTreeMap<u64, (OwnerKey, Arc<[FlowSpec]>)> = out.entry(o.datapath_id).or_default();
             for (owner, (cookie, flows)) in &o.owners {
                 per.insert(*cookie, (owner.clone(), flows.clone()));
             }
@@ -490,8 +554,11 @@ impl Compiler {
     pub fn owner_of(&self, datapath_id: u64, cookie: u64) -> Option<OwnerKey> {
         self.out
             .values()
-            .find(|o| o.datapath_id == datapath_id)
-            .and_then(|o| o.cookies.get(&cookie).cloned())
+            .find(|o| o.datapath_id == datapath_id)?
+            .owners
+            .iter()
+            .find(|(_, (c, _))| *c == cookie)
+            .map(|(o, _)| o.clone())
     }
 
     /// Gives each rule present on a hypervisor a priority of its own,

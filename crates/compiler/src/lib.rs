@@ -23,7 +23,7 @@ pub mod input;
 pub mod ports;
 pub mod stage;
 
-pub use compiler::{Compiler, FlowSpec, Update};
+pub use compiler::{Compiler, FlowSpec, Snapshot, Update};
 pub use cookie::{OwnerKey, OwnerKind, cookie_kind};
 pub use input::{
     Address, Cidr, Direction, Group, Hypervisor, Instance, Network, Peer, PublicGateway, Rule, Service,

@@ -126,7 +126,7 @@ fn flows_of(c: &Compiler, dpid: u64, kind: OwnerKind, id: &str) -> Vec<FlowSpec>
         .into_iter()
         .flatten()
         .find(|(_, (o, _))| o.kind == kind && o.id == id)
-        .map(|(_, (_, f))| f.clone())
+        .map(|(_, (_, f))| f.to_vec())
         .unwrap_or_default()
 }
 
@@ -447,13 +447,15 @@ fn from_scratch(edits: &[Edit]) -> Compiler {
         last.insert(key, e.clone());
     }
     let mut c = Compiler::new();
-    c.upsert_network(net());
-    c.upsert_hypervisor(hv(1));
-    c.upsert_hypervisor(hv(2));
-    // Reverse key order on purpose: the result must not depend on it.
-    for e in last.values().rev() {
-        apply(&mut c, e);
-    }
+    c.bulk_load(|c| {
+        c.upsert_network(net());
+        c.upsert_hypervisor(hv(1));
+        c.upsert_hypervisor(hv(2));
+        // Reverse key order on purpose: the result must not depend on it.
+        for e in last.values().rev() {
+            apply(c, e);
+        }
+    });
     c.flush();
     c
 }

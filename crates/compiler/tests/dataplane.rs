@@ -155,8 +155,15 @@ impl Cloud {
         for update in self.compiler.flush() {
             let flows: Vec<Flow> = update
                 .flows
-                .into_iter()
-                .map(|f| Flow::new(f.stage.table(), f.priority, f.match_, f.instructions))
+                .iter()
+                .map(|f| {
+                    Flow::new(
+                        f.stage.table(),
+                        f.priority,
+                        f.match_.clone(),
+                        f.instructions.clone(),
+                    )
+                })
                 .collect();
             let g = self
                 .controller
