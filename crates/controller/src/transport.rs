@@ -8,7 +8,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
+
+/// Connections the kernel queues before the controller accepts them.
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// A listening address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +76,15 @@ impl Listener {
     /// replaced.
     pub async fn bind(addr: &ListenAddr) -> std::io::Result<Listener> {
         match addr {
-            ListenAddr::Tcp(a) => TcpListener::bind(a).await.map(Listener::Tcp),
+            ListenAddr::Tcp(a) => {
+                // A deep backlog: after a controller restart every switch
+                // reconnects at once, and the default (128) would turn
+                // away the rest for a backoff period.
+                let socket = if a.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+                socket.set_reuseaddr(true)?;
+                socket.bind(*a)?;
+                socket.listen(LISTEN_BACKLOG).map(Listener::Tcp)
+            }
             ListenAddr::Unix(path) => {
                 if path.exists() {
                     std::fs::remove_file(path)?;

@@ -284,6 +284,12 @@ impl Action {
     }
 
     /// Decodes actions until `r` is exhausted.
+    /// Decodes actions that fill `bytes` exactly, as written by
+    /// [`Action::encode_list`].
+    pub fn decode_list_bytes(bytes: &[u8]) -> Result<Vec<Action>, DecodeError> {
+        Action::decode_list(&mut Reader::new(bytes))
+    }
+
     pub(crate) fn decode_list(r: &mut Reader<'_>) -> Result<Vec<Action>, DecodeError> {
         Self::decode_list_at(r, 0)
     }

@@ -99,6 +99,12 @@ impl Instruction {
         instructions.iter().try_for_each(|i| i.encode(out))
     }
 
+    /// Decodes instructions that fill `bytes` exactly, as written by
+    /// [`Instruction::encode_list`].
+    pub fn decode_list_bytes(bytes: &[u8]) -> Result<Vec<Instruction>, DecodeError> {
+        Instruction::decode_list(&mut Reader::new(bytes))
+    }
+
     pub(crate) fn decode_list(r: &mut Reader<'_>) -> Result<Vec<Instruction>, DecodeError> {
         let mut out = Vec::new();
         while !r.is_empty() {

@@ -459,7 +459,10 @@ impl OfpMessage {
             }
             Message::PacketIn(p) => p.encode(out)?,
             Message::FlowRemoved(f) => f.encode(out)?,
-            Message::PortStatus(p) => p.encode(out)?,
+            Message::PortStatus(p) => {
+                port_layout_is_1_3(v)?;
+                p.encode(out)?
+            }
             Message::PacketOut(p) => p.encode(out)?,
             Message::FlowMod(f) => f.encode(v, out)?,
             Message::MultipartRequest(m) => m.encode(out)?,
@@ -619,6 +622,19 @@ fn decode_body(header: Header, r: &mut Reader<'_>, depth: usize) -> Result<Messa
         _ => unknown(r),
     };
     Ok(message)
+}
+
+/// Ports are encoded in their OpenFlow 1.3 layout only (1.4 added
+/// properties); refusing is better than sending bytes the peer misreads.
+pub(crate) fn port_layout_is_1_3(version: Version) -> Result<(), EncodeError> {
+    if version == Version::OF13 {
+        Ok(())
+    } else {
+        Err(EncodeError::Unencodable {
+            what: "port description",
+            reason: "only the OpenFlow 1.3 port layout is implemented",
+        })
+    }
 }
 
 fn decode_bundle_add(r: &mut Reader<'_>, depth: usize) -> Result<BundleAdd, DecodeError> {

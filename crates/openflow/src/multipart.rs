@@ -217,8 +217,12 @@ impl MultipartReply {
                 }
             }
             MultipartReplyBody::Aggregate(a) => a.encode(out),
-            MultipartReplyBody::PortStats(stats) => stats.iter().for_each(|s| s.encode(out)),
+            MultipartReplyBody::PortStats(stats) => {
+                crate::message::port_layout_is_1_3(version)?;
+                stats.iter().for_each(|s| s.encode(out))
+            }
             MultipartReplyBody::PortDesc(ports) => {
+                crate::message::port_layout_is_1_3(version)?;
                 for p in ports {
                     p.encode(out)?;
                 }
@@ -279,7 +283,13 @@ pub fn split_flow_stats(
     flows: Vec<FlowStats>,
     max_message_len: usize,
 ) -> Result<Vec<MultipartReply>, EncodeError> {
-    let budget = max_message_len.min(usize::from(u16::MAX)) - MULTIPART_HEADER_LEN;
+    let budget = max_message_len
+        .min(usize::from(u16::MAX))
+        .checked_sub(MULTIPART_HEADER_LEN)
+        .ok_or(EncodeError::Unencodable {
+            what: "flow stats reply",
+            reason: "maximum message length below the multipart header",
+        })?;
     let mut replies = Vec::new();
     let mut current = Vec::new();
     let mut used = 0;

@@ -838,6 +838,15 @@ impl Match {
         len + padding_to_8(len)
     }
 
+    /// Decodes an `ofp_match` (header, fields, padding) that fills `bytes`
+    /// exactly, as written by [`Match::encode`].
+    pub fn decode_bytes(bytes: &[u8]) -> Result<Match, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let m = Match::decode(&mut r)?;
+        r.finish("ofp_match")?;
+        Ok(m)
+    }
+
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Match, DecodeError> {
         let match_type = r.u16("ofp_match type")?;
         let length = usize::from(r.u16("ofp_match length")?);

@@ -783,3 +783,66 @@ proptest! {
         let _ = openflow::message_length(&bytes[..cut]);
     }
 }
+
+#[test]
+fn port_bodies_are_refused_in_versions_whose_layout_is_not_implemented() {
+    let port = Port {
+        port_no: PortNo(1),
+        hw_addr: MacAddr([2, 0, 0, 0, 0, 1]),
+        name: "p1".into(),
+        config: 0,
+        state: 0,
+        curr: 0,
+        advertised: 0,
+        supported: 0,
+        peer: 0,
+        curr_speed: 0,
+        max_speed: 0,
+    };
+    let status = Message::PortStatus(PortStatus {
+        reason: 0,
+        desc: port.clone(),
+    });
+    assert!(
+        OfpMessage::new(Version::OF13, 1, status.clone())
+            .to_bytes()
+            .is_ok()
+    );
+    assert!(OfpMessage::new(Version::OF14, 1, status).to_bytes().is_err());
+    let desc = Message::MultipartReply(MultipartReply {
+        flags: 0,
+        body: MultipartReplyBody::PortDesc(vec![port]),
+    });
+    assert!(OfpMessage::new(Version::OF14, 1, desc).to_bytes().is_err());
+}
+
+#[test]
+fn splitting_flow_stats_refuses_a_budget_below_the_header() {
+    assert!(openflow::multipart::split_flow_stats(Version::OF13, vec![], 10).is_err());
+    assert_eq!(
+        openflow::multipart::split_flow_stats(Version::OF13, vec![], 16)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn matches_and_instructions_decode_on_their_own() {
+    let m = Match::new(vec![OxmField::EthType(0x0800), OxmField::IpProto(6)]);
+    let mut bytes = Vec::new();
+    m.encode(&mut bytes).unwrap();
+    assert_eq!(Match::decode_bytes(&bytes).unwrap(), m);
+    assert!(Match::decode_bytes(&bytes[..bytes.len() - 1]).is_err());
+    let list = vec![
+        Instruction::ApplyActions(vec![Action::output(PortNo(1))]),
+        Instruction::GotoTable(2),
+    ];
+    let mut bytes = Vec::new();
+    Instruction::encode_list(&list, &mut bytes).unwrap();
+    assert_eq!(Instruction::decode_list_bytes(&bytes).unwrap(), list);
+    let actions = vec![Action::output(PortNo(3)), Action::DecNwTtl];
+    let mut bytes = Vec::new();
+    Action::encode_list(&actions, &mut bytes).unwrap();
+    assert_eq!(Action::decode_list_bytes(&bytes).unwrap(), actions);
+}
