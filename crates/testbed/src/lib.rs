@@ -43,6 +43,7 @@ mod netns;
 mod prereq;
 mod process;
 mod sweep;
+pub mod topology;
 mod wait;
 
 pub use error::{Error, Result};
@@ -52,4 +53,5 @@ pub use mac::MacAddr;
 pub use prereq::check_prerequisites;
 pub use process::BackgroundProcess;
 pub use sweep::{SweepReport, base_dir, sweep_stale};
+pub use topology::{CloudTopology, HypervisorBridge};
 pub use wait::wait_until;

@@ -329,3 +329,35 @@ fn io(what: &str, source: std::io::Error) -> testbed::Error {
         source,
     }
 }
+
+/// The cloud topology: the external host reaches the public network
+/// through the gateway, and hypervisor uplinks reach the physical network.
+#[test]
+fn cloud_topology_routes_between_external_and_public_networks() {
+    use testbed::topology::{CloudTopology, PUBLIC_GATEWAY};
+    let topo = CloudTopology::start(2, 0xfa00).unwrap();
+    assert_eq!(topo.hypervisors.len(), 2);
+    assert_eq!(topo.hypervisors[1].datapath_id, 0xfa02);
+    assert!(topo.hypervisors.iter().all(|h| h.uplink_port > 0));
+    // The external host's default route is the gateway.
+    topo.external.ping(PUBLIC_GATEWAY).unwrap();
+    // A host on the public network behind hv1 (NORMAL there for this test)
+    // is reached from the external host through the gateway.
+    topo.lab
+        .ofctl(&["add-flow", "hv1", "priority=0,actions=NORMAL"])
+        .unwrap();
+    let public = topo
+        .lab
+        .add_host(
+            HostSpec::new(
+                "pub",
+                "hv1",
+                std::net::Ipv4Addr::new(198, 51, 100, 20),
+                24,
+                MacAddr::local(0x20),
+            )
+            .gateway(PUBLIC_GATEWAY),
+        )
+        .unwrap();
+    topo.external.ping(public.ip()).unwrap();
+}
