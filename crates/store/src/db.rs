@@ -42,11 +42,42 @@ impl Database {
             // the last commits on power failure).
             .synchronous(SqliteSynchronous::Full)
             // Another process (flowgate admin) may hold the write lock briefly.
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Checkpoints run on their own connection (`checkpoint_sqlite`),
+            // off the commit path: done inline they stall one commit in a
+            // thousand for milliseconds.
+            .pragma("wal_autocheckpoint", "0");
         let conn = SqliteConnection::connect_with(&options).await?;
         let mut database = Database { conn };
         database.migrate().await?;
         Ok(database)
+    }
+
+    /// Copies the WAL back into the database file every `interval`, on a
+    /// connection of its own, so that commits never wait for it; runs until
+    /// the connection fails.
+    pub async fn checkpoint_sqlite(path: std::path::PathBuf, interval: Duration) {
+        let options = match SqliteConnectOptions::from_str("sqlite:") {
+            Ok(o) => o.filename(&path).busy_timeout(Duration::from_secs(10)),
+            Err(_) => return,
+        };
+        let mut conn = match SqliteConnection::connect_with(&options).await {
+            Ok(conn) => conn,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot open a checkpoint connection");
+                return;
+            }
+        };
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tick.tick().await;
+            if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&mut conn)
+                .await
+            {
+                tracing::warn!(error = %err, "WAL checkpoint failed");
+            }
+        }
     }
 
     /// Applies the migrations this database lacks, each in its own transaction.
@@ -185,52 +216,110 @@ impl Tx<'_> {
         Ok(out)
     }
 
-    /// Writes the changes in the order they were made, and logs them.
+    /// Writes the net effect of `changes` (the last state of each object)
+    /// and logs the objects touched, in a few multi-row statements: one
+    /// round trip per statement is what a transaction costs here, not rows.
+    /// Deletions go first and objects without a unique key before those
+    /// with one, so that a key freed in this transaction can be taken in it.
     pub(crate) async fn write_changes(
         &mut self,
         revision: u64,
         changes: &[Change],
     ) -> Result<(), StoreError> {
         let revision = to_i64(revision);
-        for (seq, change) in changes.iter().enumerate() {
-            let kind = change.kind.as_str();
-            match &change.after {
-                Some(object) => {
-                    let body = serde_json::to_string(object).map_err(|err| StoreError::Corrupt {
-                        kind: kind.into(),
-                        id: change.id.clone(),
-                        reason: err.to_string(),
-                    })?;
-                    sqlx::query(
-                        "INSERT INTO objects (kind, id, account_id, unique_key, body, revision)
-                         VALUES ($1, $2, $3, $4, $5, $6)
-                         ON CONFLICT (kind, id) DO UPDATE SET account_id = excluded.account_id,
-                           unique_key = excluded.unique_key, body = excluded.body, revision = excluded.revision",
-                    )
-                    .bind(kind)
-                    .bind(&change.id)
+        let mut order: Vec<(Kind, &str)> = Vec::new();
+        let mut last: std::collections::HashMap<(Kind, &str), Option<&Object>> =
+            std::collections::HashMap::new();
+        for change in changes {
+            let key = (change.kind, change.id.as_str());
+            if last.insert(key, change.after.as_ref()).is_none() {
+                order.push(key);
+            }
+        }
+        let deletes: Vec<(Kind, &str)> = order.iter().copied().filter(|k| last[k].is_none()).collect();
+        let mut upserts: Vec<(Kind, &str, &Object)> = order
+            .iter()
+            .filter_map(|k| last[k].map(|object| (k.0, k.1, object)))
+            .collect();
+        upserts.sort_by_key(|(_, _, object)| object.unique_key().is_some());
+
+        for chunk in deletes.chunks(400) {
+            let mut sql = String::from("DELETE FROM objects WHERE ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(" OR ");
+                }
+                sql.push_str(&format!("(kind = ${} AND id = ${})", 2 * i + 1, 2 * i + 2));
+            }
+            // Only placeholders are generated here; every value is bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (kind, id) in chunk {
+                query = query.bind(kind.as_str()).bind(*id);
+            }
+            query.execute(&mut *self.tx).await?;
+        }
+        for chunk in upserts.chunks(500) {
+            let mut sql = String::from(
+                "INSERT INTO objects (kind, id, account_id, unique_key, body, revision) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                let b = 6 * i;
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                ));
+            }
+            sql.push_str(
+                " ON CONFLICT (kind, id) DO UPDATE SET account_id = excluded.account_id, \
+                 unique_key = excluded.unique_key, body = excluded.body, revision = excluded.revision",
+            );
+            // Only placeholders are generated here; every value is bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (kind, id, object) in chunk {
+                let body = serde_json::to_string(object).map_err(|err| StoreError::Corrupt {
+                    kind: kind.as_str().into(),
+                    id: (*id).to_string(),
+                    reason: err.to_string(),
+                })?;
+                query = query
+                    .bind(kind.as_str())
+                    .bind(*id)
                     .bind(object.account_id().map(|a| a.as_str().to_string()))
                     .bind(object.unique_key())
                     .bind(body)
-                    .bind(revision)
-                    .execute(&mut *self.tx)
-                    .await?;
-                }
-                None => {
-                    sqlx::query("DELETE FROM objects WHERE kind = $1 AND id = $2")
-                        .bind(kind)
-                        .bind(&change.id)
-                        .execute(&mut *self.tx)
-                        .await?;
-                }
+                    .bind(revision);
             }
-            sqlx::query("INSERT INTO changelog (revision, seq, kind, id) VALUES ($1, $2, $3, $4)")
-                .bind(revision)
-                .bind(i64::try_from(seq).unwrap_or(i64::MAX))
-                .bind(kind)
-                .bind(&change.id)
-                .execute(&mut *self.tx)
-                .await?;
+            query.execute(&mut *self.tx).await?;
+        }
+        for (n, chunk) in order.chunks(500).enumerate() {
+            let mut sql = String::from("INSERT INTO changelog (revision, seq, kind, id) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${})",
+                    4 * i + 1,
+                    4 * i + 2,
+                    4 * i + 3,
+                    4 * i + 4
+                ));
+            }
+            // Only placeholders are generated here; every value is bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (i, (kind, id)) in chunk.iter().enumerate() {
+                let seq = i64::try_from(n * 500 + i).unwrap_or(i64::MAX);
+                query = query.bind(revision).bind(seq).bind(kind.as_str()).bind(*id);
+            }
+            query.execute(&mut *self.tx).await?;
         }
         Ok(())
     }

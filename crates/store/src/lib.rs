@@ -151,8 +151,11 @@ impl Store {
             path: data_dir.to_path_buf(),
             source,
         })?;
-        let database = Database::open_sqlite(&sqlite_path(data_dir)).await?;
-        Store::start(database, options).await
+        let path = sqlite_path(data_dir);
+        let database = Database::open_sqlite(&path).await?;
+        let store = Store::start(database, options).await?;
+        tokio::spawn(Database::checkpoint_sqlite(path, Duration::from_secs(1)));
+        Ok(store)
     }
 
     /// Starts a store over an open, migrated database.
@@ -306,7 +309,10 @@ impl Writer {
     }
 
     async fn commit_batch(&mut self, batch: Vec<Job>) {
+        let started = std::time::Instant::now();
+        let jobs = batch.len();
         let result = self.try_commit_batch(batch).await;
+        tracing::trace!(jobs, micros = started.elapsed().as_micros() as u64, "store batch");
         if let Err((err, completions)) = result {
             tracing::error!(error = %err, "store transaction failed; nothing of it was kept");
             for complete in completions {

@@ -1,0 +1,594 @@
+//! `ec2bench`: measures the EC2 API of flowgate and of moto_server side by
+//! side in one run: requests/s and p50/p99 latency of DescribeAddresses,
+//! DescribeSecurityGroups over 100 groups x 5 rules, and
+//! AllocateAddress+ReleaseAddress pairs, each with 1 and 16 concurrent
+//! clients, every request signed with SigV4.
+//!
+//! The load generator is a minimal HTTP/1.1 keep-alive client on one
+//! thread (the server gets the rest of the machine); each request is signed
+//! afresh, as a real client does. Run it through `scripts/bench-ec2api.sh`,
+//! which builds release binaries and writes the table.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One server under test.
+struct Target {
+    name: &'static str,
+    addr: SocketAddr,
+    region: &'static str,
+    key: String,
+    secret: String,
+}
+
+/// An HTTP/1.1 connection that reconnects when the server closes it.
+struct Connection {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl Connection {
+    fn new(addr: SocketAddr) -> Connection {
+        Connection {
+            addr,
+            stream: None,
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    /// POSTs `body` with `headers`; returns (status, body).
+    async fn post(&mut self, headers: &[(String, String)], body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+        let mut request = String::with_capacity(512);
+        request.push_str("POST / HTTP/1.1\r\n");
+        for (k, v) in headers {
+            request.push_str(k);
+            request.push_str(": ");
+            request.push_str(v);
+            request.push_str("\r\n");
+        }
+        request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut bytes = request.into_bytes();
+        bytes.extend_from_slice(body);
+        for attempt in 0..2 {
+            if self.stream.is_none() {
+                let stream = TcpStream::connect(self.addr)
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?;
+                let _ = stream.set_nodelay(true);
+                self.stream = Some(stream);
+                self.buf.clear();
+            }
+            match self.exchange(&bytes).await {
+                Ok(answer) => return Ok(answer),
+                Err(err) if attempt == 0 => {
+                    // A keep-alive connection the server closed: retry once on a new one.
+                    self.stream = None;
+                    let _ = err;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err("unreachable".into())
+    }
+
+    async fn exchange(&mut self, request: &[u8]) -> Result<(u16, Vec<u8>), String> {
+        let stream = self.stream.as_mut().ok_or("no connection")?;
+        stream
+            .write_all(request)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut chunk = [0u8; 16 * 1024];
+        let head_end = loop {
+            if let Some(pos) = find(&self.buf, b"\r\n\r\n") {
+                break pos + 4;
+            }
+            let n = stream.read(&mut chunk).await.map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                return Err("connection closed".into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_ascii_lowercase();
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or("bad status line")?;
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or("no content-length")?;
+        let close = head
+            .lines()
+            .any(|l| l.starts_with("connection:") && l.contains("close"));
+        while self.buf.len() < head_end + length {
+            let n = stream.read(&mut chunk).await.map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                return Err("connection closed mid-body".into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        let body = self.buf[head_end..head_end + length].to_vec();
+        self.buf.drain(..head_end + length);
+        if close {
+            self.stream = None;
+        }
+        Ok((status, body))
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", ec2api::auth::uri_encode(k), ec2api::auth::uri_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+        .into_bytes()
+}
+
+/// Sends one signed request; fails on a non-200 answer.
+async fn call(conn: &mut Connection, target: &Target, pairs: &[(&str, &str)]) -> Result<Vec<u8>, String> {
+    let body = form(pairs);
+    let host = target.addr.to_string();
+    let headers = ec2api::auth::sign_v4_post(
+        &host,
+        &body,
+        &target.key,
+        &target.secret,
+        target.region,
+        &ec2api::auth::format_amz_date(now_secs()),
+    );
+    let (status, answer) = conn.post(&headers, &body).await?;
+    if status != 200 {
+        return Err(format!(
+            "{} answered {status}: {}",
+            target.name,
+            String::from_utf8_lossy(&answer)
+        ));
+    }
+    Ok(answer)
+}
+
+fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(&xml[start..end])
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Workload {
+    DescribeAddresses,
+    DescribeSecurityGroups,
+    AllocateRelease,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::DescribeAddresses => "DescribeAddresses",
+            Workload::DescribeSecurityGroups => "DescribeSecurityGroups (100x5)",
+            Workload::AllocateRelease => "AllocateAddress+ReleaseAddress",
+        }
+    }
+}
+
+async fn one(conn: &mut Connection, target: &Target, workload: Workload) -> Result<(), String> {
+    match workload {
+        Workload::DescribeAddresses => {
+            call(
+                conn,
+                target,
+                &[("Action", "DescribeAddresses"), ("Version", "2016-11-15")],
+            )
+            .await?;
+        }
+        Workload::DescribeSecurityGroups => {
+            let xml = call(
+                conn,
+                target,
+                &[("Action", "DescribeSecurityGroups"), ("Version", "2016-11-15")],
+            )
+            .await?;
+            if xml.len() < 10_000 {
+                return Err(format!(
+                    "DescribeSecurityGroups answered only {} bytes",
+                    xml.len()
+                ));
+            }
+        }
+        Workload::AllocateRelease => {
+            let xml = call(
+                conn,
+                target,
+                &[
+                    ("Action", "AllocateAddress"),
+                    ("Version", "2016-11-15"),
+                    ("Domain", "vpc"),
+                ],
+            )
+            .await?;
+            let xml = String::from_utf8_lossy(&xml);
+            let id = element(&xml, "allocationId")
+                .ok_or("no allocationId")?
+                .to_string();
+            call(
+                conn,
+                target,
+                &[
+                    ("Action", "ReleaseAddress"),
+                    ("Version", "2016-11-15"),
+                    ("AllocationId", &id),
+                ],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Results of one measurement.
+struct Measurement {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    count: usize,
+}
+
+async fn measure(
+    target: &Target,
+    workload: Workload,
+    clients: usize,
+    duration: Duration,
+) -> Result<Measurement, String> {
+    // Warm up each connection, then run all clients until the deadline.
+    let mut tasks = Vec::new();
+    let start = Instant::now() + Duration::from_millis(200);
+    let end = start + duration;
+    for _ in 0..clients {
+        let target = Target {
+            name: target.name,
+            addr: target.addr,
+            region: target.region,
+            key: target.key.clone(),
+            secret: target.secret.clone(),
+        };
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut conn = Connection::new(target.addr);
+            one(&mut conn, &target, workload).await?;
+            tokio::time::sleep_until(start.into()).await;
+            let mut latencies = Vec::new();
+            while Instant::now() < end {
+                let t = Instant::now();
+                one(&mut conn, &target, workload).await?;
+                latencies.push(t.elapsed());
+            }
+            Ok::<_, String>(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.map_err(|e| e.to_string())??);
+    }
+    let elapsed = Instant::now().saturating_duration_since(start).max(duration);
+    all.sort();
+    let pick = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Ok(Measurement {
+        per_second: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: pick(0.50),
+        p99: pick(0.99),
+        count: all.len(),
+    })
+}
+
+/// 100 groups with 5 ingress rules each, and 5 addresses, made through the API.
+async fn populate(target: &Target) -> Result<(), String> {
+    let mut conn = Connection::new(target.addr);
+    for g in 0..100 {
+        let name = format!("bench-{g}");
+        let xml = call(
+            &mut conn,
+            target,
+            &[
+                ("Action", "CreateSecurityGroup"),
+                ("Version", "2016-11-15"),
+                ("GroupName", &name),
+                ("GroupDescription", "bench group"),
+            ],
+        )
+        .await?;
+        let xml = String::from_utf8_lossy(&xml);
+        let id = element(&xml, "groupId").ok_or("no groupId")?.to_string();
+        let mut pairs: Vec<(String, String)> = vec![
+            ("Action".into(), "AuthorizeSecurityGroupIngress".into()),
+            ("Version".into(), "2016-11-15".into()),
+            ("GroupId".into(), id),
+        ];
+        for r in 1..=5 {
+            let port = (1000 + r).to_string();
+            pairs.push((format!("IpPermissions.{r}.IpProtocol"), "tcp".into()));
+            pairs.push((format!("IpPermissions.{r}.FromPort"), port.clone()));
+            pairs.push((format!("IpPermissions.{r}.ToPort"), port));
+            pairs.push((
+                format!("IpPermissions.{r}.IpRanges.1.CidrIp"),
+                format!("10.{g}.{r}.0/24"),
+            ));
+        }
+        let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        call(&mut conn, target, &borrowed).await?;
+    }
+    for _ in 0..5 {
+        call(
+            &mut conn,
+            target,
+            &[
+                ("Action", "AllocateAddress"),
+                ("Version", "2016-11-15"),
+                ("Domain", "vpc"),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("{what} exited with {status}"));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{what} did not listen within 60 s"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn admin(flowgate: &Path, data: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(flowgate)
+        .arg("admin")
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .map_err(|e| format!("flowgate admin: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "flowgate admin {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn json_field(json: &str, name: &str) -> Result<String, String> {
+    let needle = format!("\"{name}\":\"");
+    let start = json.find(&needle).ok_or(format!("no {name} in {json}"))? + needle.len();
+    let end = json[start..].find('"').ok_or("unterminated")? + start;
+    Ok(json[start..end].to_string())
+}
+
+fn start_flowgate(flowgate: &Path, work: &Path) -> Result<(Process, Target), String> {
+    let data = work.join("flowgate-data");
+    let account = admin(flowgate, &data, &["account", "create", "bench", "--json"])?;
+    admin(
+        flowgate,
+        &data,
+        &[
+            "pool",
+            "add",
+            "--cidr",
+            "100.64.0.0/16",
+            "--gateway",
+            "100.64.0.1",
+        ],
+    )?;
+    let config = work.join("flowgate.toml");
+    std::fs::write(
+        &config,
+        "[api]\naddresses_per_account = 1000\n[log]\nlevel = \"warn\"\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let port = free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut child = Command::new(flowgate)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--api-listen")
+        .arg(addr.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("flowgate serve: {e}"))?;
+    wait_listening(addr, &mut child, "flowgate serve")?;
+    Ok((
+        Process(child),
+        Target {
+            name: "flowgate",
+            addr,
+            region: "flowgate-1",
+            key: json_field(&account, "access_key_id")?,
+            secret: json_field(&account, "secret_access_key")?,
+        },
+    ))
+}
+
+fn start_moto(moto: &Path) -> Result<(Process, Target), String> {
+    let port = free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut child = Command::new(moto)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("moto_server ({}): {e}", moto.display()))?;
+    wait_listening(addr, &mut child, "moto_server")?;
+    Ok((
+        Process(child),
+        Target {
+            name: "moto",
+            addr,
+            region: "us-east-1",
+            key: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret: "moto".into(),
+        },
+    ))
+}
+
+struct Options {
+    flowgate: PathBuf,
+    moto: Option<PathBuf>,
+    duration: Duration,
+    clients: Vec<usize>,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut options = Options {
+        flowgate: root.join("target/release/flowgate"),
+        moto: Some(root.join(".venv/bin/moto_server")),
+        duration: Duration::from_secs(5),
+        clients: vec![1, 16],
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--flowgate" => options.flowgate = PathBuf::from(value()?),
+            "--moto" => options.moto = Some(PathBuf::from(value()?)),
+            "--no-moto" => options.moto = None,
+            "--seconds" => {
+                options.duration =
+                    Duration::from_secs_f64(value()?.parse().map_err(|_| "--seconds takes a number")?)
+            }
+            "--clients" => {
+                options.clients = value()?
+                    .split(',')
+                    .map(|c| c.parse().map_err(|_| format!("bad client count {c}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "-h" | "--help" => {
+                println!(
+                    "ec2bench [--flowgate PATH] [--moto PATH | --no-moto] [--seconds N] [--clients 1,16]\n\
+                     Measures flowgate's EC2 API against moto_server, side by side; prints a Markdown table."
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(options)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("ec2bench: {err}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let options = parse_args()?;
+    let work = std::env::temp_dir().join(format!("flowgate-ec2bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let result = bench(&options, &work);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn bench(options: &Options, work: &Path) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let local = tokio::task::LocalSet::new();
+    let (_flowgate_process, flowgate) = start_flowgate(&options.flowgate, work)?;
+    let moto = match &options.moto {
+        Some(path) => Some(start_moto(path)?),
+        None => None,
+    };
+    let mut targets = vec![&flowgate];
+    if let Some((_, target)) = &moto {
+        targets.push(target);
+    }
+    local.block_on(&runtime, async {
+        for target in &targets {
+            populate(target).await?;
+        }
+        println!(
+            "| Workload | Clients | flowgate req/s | flowgate p50 ms | flowgate p99 ms | moto req/s | moto p50 ms | moto p99 ms | flowgate / moto |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for workload in [Workload::DescribeAddresses, Workload::DescribeSecurityGroups, Workload::AllocateRelease] {
+            for &clients in &options.clients {
+                let ours = measure(&flowgate, workload, clients, options.duration).await?;
+                let theirs = match &moto {
+                    Some((_, target)) => Some(measure(target, workload, clients, options.duration).await?),
+                    None => None,
+                };
+                let (moto_cols, ratio) = match &theirs {
+                    Some(m) => (
+                        format!("{:.0} | {} | {}", m.per_second, ms(m.p50), ms(m.p99)),
+                        format!("{:.1}x", ours.per_second / m.per_second.max(1e-9)),
+                    ),
+                    None => ("- | - | -".into(), "-".into()),
+                };
+                println!(
+                    "| {} | {clients} | {:.0} | {} | {} | {moto_cols} | {ratio} |",
+                    workload.name(),
+                    ours.per_second,
+                    ms(ours.p50),
+                    ms(ours.p99)
+                );
+                eprintln!("  ({} flowgate samples{})", ours.count, theirs.map(|m| format!(", {} moto samples", m.count)).unwrap_or_default());
+            }
+        }
+        Ok::<_, String>(())
+    })
+}
