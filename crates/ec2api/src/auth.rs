@@ -131,17 +131,16 @@ fn verify_v4_header(
         signed_headers: signed_headers.split(';').collect(),
         signature,
     };
-    let payload_hash = match request.header("x-amz-content-sha256") {
-        Some(hash) if hash != "UNSIGNED-PAYLOAD" => hash.to_string(),
-        _ => hex(&Sha256::digest(request.body)),
-    };
+    // The body carries the parameters, so it is always what is signed (an
+    // `x-amz-content-sha256: UNSIGNED-PAYLOAD` would leave them open to tampering).
+    let payload_hash = hex(&Sha256::digest(request.body));
     let canonical_query = canonical_query_v4(request.raw_query, None);
     verify_v4(
         request,
         &parts,
         amz_date,
         &canonical_query,
-        &payload_hash,
+        &[&payload_hash],
         lookup,
         now,
         skew,
@@ -182,13 +181,21 @@ fn verify_v4_query(
         signature: need("X-Amz-Signature")?,
     };
     let canonical_query = canonical_query_v4(request.raw_query, Some("X-Amz-Signature"));
+    // Presigned URLs: botocore signs "UNSIGNED-PAYLOAD", AWS's own examples
+    // the hash of the empty body; both are fine while there is no body
+    // (with one, its parameters must be signed).
     let payload_hash = hex(&Sha256::digest(request.body));
+    let candidates: &[&str] = if request.body.is_empty() {
+        &[&payload_hash, "UNSIGNED-PAYLOAD"]
+    } else {
+        &[&payload_hash]
+    };
     verify_v4(
         request,
         &parts,
         amz_date,
         &canonical_query,
-        &payload_hash,
+        candidates,
         lookup,
         now,
         skew,
@@ -202,7 +209,7 @@ fn verify_v4(
     parts: &V4Parts<'_>,
     amz_date: &str,
     canonical_query: &str,
-    payload_hash: &str,
+    payload_hashes: &[&str],
     lookup: impl FnOnce(&str) -> Option<AccessKey>,
     now: SystemTime,
     skew: Duration,
@@ -231,27 +238,28 @@ fn verify_v4(
         canonical_headers.push_str(&values.join(","));
         canonical_headers.push('\n');
     }
-    let canonical_request = format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        request.method,
-        canonical_uri(request.path),
-        canonical_query,
-        canonical_headers,
-        parts.signed_headers.join(";"),
-        payload_hash
-    );
     let scope = format!("{}/{}/{}/aws4_request", parts.date, parts.region, parts.service);
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical_request.as_bytes()))
-    );
     let signing_key = v4_signing_key(&key.secret_access_key, parts.date, parts.region, parts.service);
-    let expected = hex(&hmac_sha256(&signing_key, string_to_sign.as_bytes()));
-    if bool::from(expected.as_bytes().ct_eq(parts.signature.as_bytes())) {
-        Ok(key)
-    } else {
-        Err(Ec2Error::SignatureDoesNotMatch)
+    for payload_hash in payload_hashes {
+        let canonical_request = format!(
+            "{}\n{}\n{}\n{}\n{}\n{}",
+            request.method,
+            canonical_uri(request.path),
+            canonical_query,
+            canonical_headers,
+            parts.signed_headers.join(";"),
+            payload_hash
+        );
+        let string_to_sign = format!(
+            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+            hex(&Sha256::digest(canonical_request.as_bytes()))
+        );
+        let expected = hex(&hmac_sha256(&signing_key, string_to_sign.as_bytes()));
+        if bool::from(expected.as_bytes().ct_eq(parts.signature.as_bytes())) {
+            return Ok(key);
+        }
     }
+    Err(Ec2Error::SignatureDoesNotMatch)
 }
 
 fn check_time(

@@ -1,6 +1,7 @@
 """Authentication failures, SigV4 and SigV2: missing, incomplete, bad
 (wrong secret, tampered body), unknown key, and expired signatures, each
 with EC2's code and HTTP status; and well-signed raw requests that pass."""
+import urllib.error
 import urllib.parse
 
 from common import (
@@ -42,6 +43,20 @@ def scenario():
 
     expect_error("SignatureDoesNotMatch", 403, client(key, "wrong" + secret).describe_addresses)
     expect_error("AuthFailure", 401, client("AKIA0000000000000000", secret).describe_addresses)
+
+    # GET with a SigV4 presigned URL made by botocore (query-string authentication).
+    import urllib.request
+    ec2 = client(key, secret)
+    url = ec2.generate_presigned_url("describe_addresses", Params={}, ExpiresIn=60, HttpMethod="GET")
+    check("X-Amz-Signature=" in url, "botocore presigned a GET URL")
+    with urllib.request.urlopen(url, timeout=10) as r:
+        check(r.status == 200 and b"DescribeAddressesResponse" in r.read(), "a presigned SigV4 GET passes")
+    bad_url = url.replace("X-Amz-Signature=", "X-Amz-Signature=0")
+    try:
+        urllib.request.urlopen(bad_url, timeout=10)
+        raise AssertionError("a tampered presigned URL passed")
+    except urllib.error.HTTPError as e:
+        check(e.code == 403 and b"SignatureDoesNotMatch" in e.read(), "a tampered presigned URL: SignatureDoesNotMatch")
 
     # Signature Version 2 (boto 2's default).
     v2 = {"Action": "DescribeAddresses", "Version": "2014-10-01"}
