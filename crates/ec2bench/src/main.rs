@@ -191,7 +191,14 @@ impl Workload {
     }
 }
 
-async fn one(conn: &mut Connection, target: &Target, workload: Workload) -> Result<(), String> {
+/// Runs one sample of `workload`; pushes the latency of each request it made onto `requests`.
+async fn one(
+    conn: &mut Connection,
+    target: &Target,
+    workload: Workload,
+    requests: &mut Vec<Duration>,
+) -> Result<(), String> {
+    let t = Instant::now();
     match workload {
         Workload::DescribeAddresses => {
             call(
@@ -230,6 +237,8 @@ async fn one(conn: &mut Connection, target: &Target, workload: Workload) -> Resu
             let id = element(&xml, "allocationId")
                 .ok_or("no allocationId")?
                 .to_string();
+            requests.push(t.elapsed());
+            let t = Instant::now();
             call(
                 conn,
                 target,
@@ -240,8 +249,11 @@ async fn one(conn: &mut Connection, target: &Target, workload: Workload) -> Resu
                 ],
             )
             .await?;
+            requests.push(t.elapsed());
+            return Ok(());
         }
     }
+    requests.push(t.elapsed());
     Ok(())
 }
 
@@ -251,6 +263,8 @@ struct Measurement {
     p50: Duration,
     p99: Duration,
     count: usize,
+    /// p99 of single requests (differs from `p99` where a sample is a pair).
+    request_p99: Duration,
 }
 
 async fn measure(
@@ -273,21 +287,26 @@ async fn measure(
         };
         tasks.push(tokio::task::spawn_local(async move {
             let mut conn = Connection::new(target.addr);
-            one(&mut conn, &target, workload).await?;
+            one(&mut conn, &target, workload, &mut Vec::new()).await?;
             tokio::time::sleep_until(start.into()).await;
             let mut latencies = Vec::new();
+            let mut requests = Vec::new();
             while Instant::now() < end {
                 let t = Instant::now();
-                one(&mut conn, &target, workload).await?;
+                one(&mut conn, &target, workload, &mut requests).await?;
                 latencies.push(t.elapsed());
             }
-            Ok::<_, String>(latencies)
+            Ok::<_, String>((latencies, requests))
         }));
     }
     let mut all = Vec::new();
+    let mut requests = Vec::new();
     for task in tasks {
-        all.extend(task.await.map_err(|e| e.to_string())??);
+        let (samples, singles) = task.await.map_err(|e| e.to_string())??;
+        all.extend(samples);
+        requests.extend(singles);
     }
+    requests.sort();
     let elapsed = Instant::now().saturating_duration_since(start).max(duration);
     all.sort();
     let pick = |q: f64| {
@@ -295,11 +314,16 @@ async fn measure(
             .copied()
             .unwrap_or_default()
     };
+    let request_p99 = requests
+        .get(((requests.len() as f64 * 0.99) as usize).min(requests.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default();
     Ok(Measurement {
         per_second: all.len() as f64 / elapsed.as_secs_f64(),
         p50: pick(0.50),
         p99: pick(0.99),
         count: all.len(),
+        request_p99,
     })
 }
 
@@ -565,6 +589,7 @@ fn bench(options: &Options, work: &Path) -> Result<(), String> {
             "| Workload | Clients | flowgate req/s | flowgate p50 ms | flowgate p99 ms | moto req/s | moto p50 ms | moto p99 ms | flowgate / moto |"
         );
         println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let mut pair_notes = Vec::new();
         for workload in [Workload::DescribeAddresses, Workload::DescribeSecurityGroups, Workload::AllocateRelease] {
             for &clients in &options.clients {
                 let ours = measure(&flowgate, workload, clients, options.duration).await?;
@@ -586,8 +611,23 @@ fn bench(options: &Options, work: &Path) -> Result<(), String> {
                     ms(ours.p50),
                     ms(ours.p99)
                 );
-                eprintln!("  ({} flowgate samples{})", ours.count, theirs.map(|m| format!(", {} moto samples", m.count)).unwrap_or_default());
+                if workload == Workload::AllocateRelease {
+                    pair_notes.push(format!(
+                        "{clients} clients: p99 of a single AllocateAddress or ReleaseAddress request: flowgate {} ms{}",
+                        ms(ours.request_p99),
+                        theirs.as_ref().map(|m| format!(", moto {} ms", ms(m.request_p99))).unwrap_or_default()
+                    ));
+                }
+                eprintln!(
+                    "  ({} flowgate samples{})",
+                    ours.count,
+                    theirs.map(|m| format!(", {} moto samples", m.count)).unwrap_or_default()
+                );
             }
+        }
+        println!();
+        for note in pair_notes {
+            println!("* {note}");
         }
         Ok::<_, String>(())
     })
