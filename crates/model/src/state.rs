@@ -341,7 +341,9 @@ impl State {
         for tenant in self.tenants.values() {
             out.push(Object::Account(tenant.account.clone()));
         }
-        out.extend(self.access_keys.values().cloned().map(Object::AccessKey));
+        let mut keys: Vec<&AccessKey> = self.access_keys.values().collect();
+        keys.sort_by(|a, b| a.access_key_id.cmp(&b.access_key_id));
+        out.extend(keys.into_iter().cloned().map(Object::AccessKey));
         out.extend(self.networks.values().cloned().map(Object::Network));
         out.extend(self.pools.values().cloned().map(Object::Pool));
         out.extend(self.images.values().cloned().map(Object::Image));
