@@ -28,7 +28,8 @@ use clap::{Parser, Subcommand};
                   Start with `flowgate admin account create NAME` (prints the keys), add a public \
                   pool, a private network and an image with `flowgate admin`, then run \
                   `flowgate serve` and point boto3 or the AWS CLI at http://127.0.0.1:8773/. \
-                  See docs/ec2-api.md and docs/configuration.md."
+                  The store lives in /var/lib/flowgate unless --data-dir or the \
+                  configuration says otherwise. See docs/ec2-api.md and docs/flowgate.example.toml."
 )]
 struct Cli {
     #[command(subcommand)]

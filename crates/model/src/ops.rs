@@ -384,7 +384,16 @@ impl State {
                 }
                 (first, last)
             }
-            None => host_range(cidr),
+            None => {
+                // The gateway usually sits at one end of the range: leave it out.
+                let (mut first, mut last) = host_range(cidr);
+                if first == gateway && first < last {
+                    first = Ipv4Addr::from(u32::from(first) + 1);
+                } else if last == gateway && first < last {
+                    last = Ipv4Addr::from(u32::from(last) - 1);
+                }
+                (first, last)
+            }
         };
         if let Some(other) = self.pools().find(|p| first <= p.last && p.first <= last) {
             return Err(AdminError::Invalid(format!(
