@@ -17,7 +17,10 @@ use tokio::sync::broadcast::error::RecvError;
 /// A boxed future, so drivers can be trait objects.
 pub type DriverFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
-/// Launches and terminates instances somewhere.
+/// A boxed future of what a driver observed.
+pub type ObserveFuture<'a> = Pin<Box<dyn Future<Output = Option<InstanceState>> + Send + 'a>>;
+
+/// Launches, terminates and watches instances somewhere.
 pub trait ComputeDriver: Send + Sync + 'static {
     /// A short name for logs.
     fn name(&self) -> &'static str;
@@ -25,7 +28,16 @@ pub trait ComputeDriver: Send + Sync + 'static {
     fn launch<'a>(&'a self, instance: &'a Instance) -> DriverFuture<'a>;
     /// Makes it go away; `Ok` moves it to `terminated`.
     fn terminate<'a>(&'a self, instance: &'a Instance) -> DriverFuture<'a>;
+    /// What the instance really is now, when the driver knows better than
+    /// the record (a VM that vanished, a port that was unplugged); `None`
+    /// when it has nothing to add. Asked periodically for running instances.
+    fn observe<'a>(&'a self, _instance: &'a Instance) -> ObserveFuture<'a> {
+        Box::pin(async { None })
+    }
 }
+
+/// How often `serve` observes running instances.
+pub const OBSERVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The default driver: instances are records that go `pending` -> `running`
 /// and `shutting-down` -> `terminated` at once.
@@ -46,9 +58,16 @@ impl ComputeDriver for RecordsOnly {
 }
 
 /// Runs the reconciler until the store shuts down: drives instances along
-/// their life cycle and forgets terminated ones after `retention`.
-pub async fn reconcile(store: Store, driver: Arc<dyn ComputeDriver>, retention: Duration) {
+/// their life cycle, asks the driver about running ones every
+/// `observe_interval`, and forgets terminated ones after `retention`.
+pub async fn reconcile(
+    store: Store,
+    driver: Arc<dyn ComputeDriver>,
+    retention: Duration,
+    observe_interval: Duration,
+) {
     let mut purge = tokio::time::interval(Duration::from_secs(60).min(retention.max(Duration::from_secs(1))));
+    let mut observe = tokio::time::interval(observe_interval);
     'subscribe: loop {
         let (snapshot, _, mut feed) = store.subscribe();
         for instance in instances_needing_work(&snapshot) {
@@ -76,6 +95,7 @@ pub async fn reconcile(store: Store, driver: Arc<dyn ComputeDriver>, retention: 
                     }
                     Err(RecvError::Closed) => return,
                 },
+                _ = observe.tick() => observe_running(&store, &driver),
                 _ = purge.tick() => {
                     let cutoff = crate::actions::now_ms().saturating_sub(retention.as_millis() as u64);
                     let result = store
@@ -90,6 +110,50 @@ pub async fn reconcile(store: Store, driver: Arc<dyn ComputeDriver>, retention: 
             }
         }
     }
+}
+
+/// Asks the driver about every running instance and records what changed.
+fn observe_running(store: &Store, driver: &Arc<dyn ComputeDriver>) {
+    let running: Vec<Instance> = store
+        .read()
+        .tenants()
+        .flat_map(|t| t.instances.values())
+        .filter(|i| i.state == InstanceState::Running)
+        .cloned()
+        .collect();
+    if running.is_empty() {
+        return;
+    }
+    let store = store.clone();
+    let driver = driver.clone();
+    tokio::spawn(async move {
+        for instance in running {
+            let Some(seen) = driver.observe(&instance).await else {
+                continue;
+            };
+            if seen == instance.state {
+                continue;
+            }
+            tracing::info!(instance = %instance.id, state = seen.name(), "the compute driver reports a new state");
+            let id = instance.id.clone();
+            let result = store
+                .mutate(move |state: &mut State| {
+                    // Running -> terminated goes through shutting-down, as EC2's states do.
+                    if seen == InstanceState::Terminated {
+                        state.set_instance_state(
+                            &id,
+                            InstanceState::ShuttingDown,
+                            crate::actions::now_ms(),
+                        )?;
+                    }
+                    state.set_instance_state(&id, seen, crate::actions::now_ms())
+                })
+                .await;
+            if let Err(err) = result {
+                tracing::debug!(instance = %instance.id, error = %err, "observed state not recorded");
+            }
+        }
+    });
 }
 
 fn needs_work(state: InstanceState) -> bool {

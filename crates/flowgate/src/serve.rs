@@ -71,6 +71,7 @@ async fn serve(config: Config) -> Result<(), String> {
         store.clone(),
         driver,
         api_config.terminated_retention,
+        ec2api::compute::OBSERVE_INTERVAL,
     ));
     let listener = tokio::net::TcpListener::bind(api_config.listen)
         .await
