@@ -411,14 +411,20 @@ fn action_cases() -> Vec<Case> {
             ],
         ),
         case(
-            "actions=push_vlan:0x8100,set_field:4196->vlan_vid,output:2,pop_vlan",
+            "actions=push_vlan:0x8100,set_field:4196->vlan_vid,set_field:3->vlan_pcp,output:2,pop_vlan",
             vec![],
             vec![
                 Action::PushVlan(0x8100),
                 set(OxmField::VlanVid(Masked::exact(4196))),
+                set(OxmField::VlanPcp(3)),
                 out(2),
                 Action::PopVlan,
             ],
+        ),
+        case(
+            "actions=set_field:0x5->tun_id,output:2",
+            vec![],
+            vec![set(OxmField::TunnelId(Masked::exact(5))), out(2)],
         ),
         case(
             "arp actions=move:NXM_NX_REG0[0..15]->NXM_NX_REG1[16..31],load:0x5->NXM_NX_REG2[0..7],load:0x2->NXM_OF_ARP_OP[]",

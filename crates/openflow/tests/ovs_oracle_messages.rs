@@ -374,6 +374,27 @@ fn flow_mod_commands_filters_and_flags() {
         vec!["cookie=0x100, priority=10,reg0=0x1 actions=output:1"]
     );
 
+    // Delete filtered by output group.
+    lab.ofctl(&[
+        "-O",
+        "OpenFlow13",
+        "add-group",
+        "br0",
+        "group_id=5,type=all,bucket=output:1",
+    ])
+    .unwrap();
+    c.flow_mod(flow(0, 10, 0x500, vec![reg0(5)], vec![Action::Group(5)]));
+    c.flow_mod(flow(0, 10, 0x600, vec![reg0(6)], vec![out(2)]));
+    let by_group = FlowMod {
+        out_group: 5,
+        ..FlowMod::delete_all()
+    };
+    c.flow_mod(by_group);
+    let lines = dump(&lab, "br0");
+    assert!(!lines.iter().any(|l| l.contains("cookie=0x500")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("cookie=0x600")), "{lines:?}");
+    c.flow_mod(FlowMod::delete_strict(0, 10, Match::new(vec![reg0(6)])));
+
     // Delete strict needs the exact priority.
     c.flow_mod(FlowMod::delete_strict(0, 11, Match::new(vec![reg0(1)])));
     assert_eq!(dump(&lab, "br0").len(), 1);
