@@ -126,7 +126,7 @@ async fn instances_follow_the_driver() {
     let a = account.clone();
     let doomed = ids[0].clone();
     store
-        .mutate(move |s: &mut State| s.terminate_instances(&a, &[doomed], 1))
+        .mutate(move |s: &mut State| s.terminate_instances(&a, &[doomed]))
         .await
         .unwrap();
     wait_for(&store, &ids[0], InstanceState::Terminated).await;

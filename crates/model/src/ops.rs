@@ -1011,7 +1011,6 @@ impl State {
         &mut self,
         account: &AccountId,
         ids: &[InstanceId],
-        now_ms: u64,
     ) -> Result<Vec<(InstanceId, InstanceState, InstanceState)>, Ec2Error> {
         if ids.is_empty() {
             return Err(Ec2Error::MissingParameter("InstanceId".into()));
@@ -1029,7 +1028,6 @@ impl State {
                 self.release_association_of(account, id);
                 self.put(Object::Instance(instance.clone()));
             }
-            let _ = now_ms;
             out.push((id.clone(), previous, instance.state));
         }
         Ok(out)

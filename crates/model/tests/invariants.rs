@@ -255,7 +255,7 @@ impl World {
             Op::Terminate(a, x) => {
                 let a = self.accounts[a].clone();
                 let i = nth(self.instances(&a), x).unwrap_or(missing_instance);
-                self.state.terminate_instances(&a, &[i], 0).is_ok()
+                self.state.terminate_instances(&a, &[i]).is_ok()
             }
             Op::Finish(a, x) => {
                 let a = self.accounts[a].clone();

@@ -211,7 +211,7 @@ fn other_accounts_see_nothing() {
         "InvalidAddress.NotFound"
     );
     assert_eq!(
-        s.terminate_instances(&bob.id, &[i.id], 0).unwrap_err().code(),
+        s.terminate_instances(&bob.id, &[i.id]).unwrap_err().code(),
         "InvalidInstanceID.NotFound"
     );
 }
@@ -251,7 +251,7 @@ fn terminating_lets_go_of_the_address_and_frees_the_private_ip_at_the_end() {
     )
     .unwrap();
     let result = s
-        .terminate_instances(&account, std::slice::from_ref(&i.id), 0)
+        .terminate_instances(&account, std::slice::from_ref(&i.id))
         .unwrap();
     assert_eq!(result[0].2, InstanceState::ShuttingDown);
     assert!(

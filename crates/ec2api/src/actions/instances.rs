@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use model::{
-    Ec2Error, GroupId, GroupRef, ImageId, Instance, InstanceId, InstanceState, LaunchRequest, State,
-    SubnetId, Tenant,
+    Ec2Error, GroupId, GroupRef, ImageId, Instance, InstanceId, InstanceState, LaunchRequest, SubnetId,
+    Tenant,
 };
 
 use super::{Ctx, parse_ids, parse_ip};
@@ -81,9 +81,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     if let Some(first) = launched.first() {
         write_reservation_head(&mut x, tenant, first);
     }
-    x.items("instancesSet", &launched, |x, i| {
-        write_instance(x, &state, tenant, i)
-    });
+    x.items("instancesSet", &launched, |x, i| write_instance(x, tenant, i));
     Ok(ctx.finish(x))
 }
 
@@ -110,7 +108,7 @@ fn public_ip_of(tenant: &Tenant, id: &InstanceId) -> Option<std::net::Ipv4Addr> 
         .map(|a| a.public_ip)
 }
 
-fn write_instance(x: &mut Xml, state: &State, tenant: &Tenant, i: &Instance) {
+fn write_instance(x: &mut Xml, tenant: &Tenant, i: &Instance) {
     let public_ip = public_ip_of(tenant, &i.id);
     x.leaf_display("instanceId", &i.id)
         .leaf_display("imageId", &i.image_id);
@@ -191,7 +189,6 @@ fn write_instance(x: &mut Xml, state: &State, tenant: &Tenant, i: &Instance) {
     if let Some(hv) = &i.hypervisor {
         x.leaf("flowgateHypervisor", hv);
     }
-    let _ = state;
 }
 
 const FILTERS: &[&str] = &[
@@ -277,9 +274,7 @@ pub fn describe(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
         |x, mut instances| {
             instances.sort_by_key(|i| i.launch_index);
             write_reservation_head(x, tenant, instances[0]);
-            x.items("instancesSet", instances, |x, i| {
-                write_instance(x, &state, tenant, i)
-            });
+            x.items("instancesSet", instances, |x, i| write_instance(x, tenant, i));
         },
     );
     Ok(ctx.finish(x))
@@ -289,7 +284,7 @@ pub async fn terminate(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let ids = parse_ids(ctx.params.list("InstanceId"), InstanceId::parse)?;
     let account = ctx.account().clone();
     let results = ctx
-        .mutate(move |state, _, now| state.terminate_instances(&account, &ids, now))
+        .mutate(move |state, _, _| state.terminate_instances(&account, &ids))
         .await?;
     let mut x = ctx.response();
     x.items(
