@@ -1,0 +1,226 @@
+//! The task that keeps the data plane in step: store changes and switch
+//! events in, compiled flows out to the controller, bindings back to the
+//! store, ARP for the public gateway and for moved Elastic IPs.
+
+use std::time::Duration;
+
+use compiler::{OwnerKind, elastic_ip_mac};
+use controller::{Controller, ControllerEvent, Flow};
+use model::{InstanceId, InstanceState, State};
+use openflow::port::port_reason;
+use openflow::{Action, MacAddr, OFP_NO_BUFFER, PacketOut, PortNo};
+use store::Store;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::arp;
+use crate::translate::{BindingChange, Translator};
+
+/// How the data plane behaves.
+#[derive(Debug, Clone)]
+pub struct DataplaneConfig {
+    /// The public gateway's MAC, if configured; otherwise (and to keep it
+    /// current) it is resolved with ARP.
+    pub public_gateway_mac: Option<MacAddr>,
+    /// How often the gateway is ARPed for.
+    pub arp_refresh: Duration,
+    /// Gratuitous ARPs sent (as requests and as replies) when an Elastic IP
+    /// is associated or moves.
+    pub garp_count: u32,
+    /// Time between them.
+    pub garp_interval: Duration,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            public_gateway_mac: None,
+            arp_refresh: Duration::from_secs(30),
+            garp_count: 3,
+            garp_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Runs until the store's change feed closes.
+pub async fn run(store: Store, controller: Controller, config: DataplaneConfig) {
+    let mut events = controller.subscribe();
+    'reload: loop {
+        let (snapshot, revision, mut feed) = store.subscribe();
+        let mut translator = Translator::new(config.public_gateway_mac);
+        translator.load(&snapshot);
+        for switch in controller.switches() {
+            translator.switch_connected(switch.datapath_id, &switch.ports);
+        }
+        tracing::info!(revision, "data plane loaded the model");
+        let mut arp_timer = tokio::time::interval(config.arp_refresh);
+        arp_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            step(&store, &controller, &config, &mut translator);
+            tokio::select! {
+                event = feed.recv() => match event {
+                    Ok(event) => {
+                        for change in event.changes.iter() {
+                            translator.apply(change);
+                        }
+                        // Take whatever else is already waiting before compiling.
+                        while let Ok(event) = feed.try_recv() {
+                            for change in event.changes.iter() {
+                                translator.apply(change);
+                            }
+                        }
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "data plane fell behind the store; reloading the model");
+                        continue 'reload;
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+                event = events.recv() => match event {
+                    Ok(event) => on_event(&mut translator, event),
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "data plane missed switch events; re-reading the switches");
+                        for switch in controller.switches() {
+                            translator.switch_connected(switch.datapath_id, &switch.ports);
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+                _ = arp_timer.tick() => resolve_gateway(&controller, &translator),
+            }
+        }
+    }
+}
+
+fn on_event(translator: &mut Translator, event: ControllerEvent) {
+    match event {
+        ControllerEvent::SwitchConnected { datapath_id, ports } => translator.switch_connected(datapath_id, &ports),
+        ControllerEvent::PortStatus { datapath_id, reason, port } => {
+            translator.switch_port(datapath_id, &port, reason != port_reason::DELETE)
+        }
+        ControllerEvent::PacketIn { packet_in, .. } => {
+            if let Some((ip, mac)) = arp::reply_sender(&packet_in.data)
+                && Some(ip) == translator.public_gateway_ip()
+            {
+                if translator.gateway_mac() != Some(mac) {
+                    tracing::info!(gateway = %ip, %mac, "public gateway resolved");
+                }
+                translator.set_gateway_mac(mac);
+            }
+        }
+        ControllerEvent::SwitchDisconnected { .. } | ControllerEvent::Reconciled { .. } => {}
+    }
+}
+
+/// Compiles what changed and acts on it.
+fn step(store: &Store, controller: &Controller, config: &DataplaneConfig, translator: &mut Translator) {
+    let (updates, bindings) = translator.flush();
+    for update in &updates {
+        let flows: Vec<Flow> = update
+            .flows
+            .iter()
+            .map(|f| Flow::new(f.stage.table(), f.priority, f.match_.clone(), f.instructions.clone()))
+            .collect();
+        controller.desired().update(update.datapath_id, |set| set.set_owner(update.cookie, flows));
+        // An Elastic IP that (re)appears somewhere announces itself there.
+        if update.owner.kind == OwnerKind::Address
+            && !update.flows.is_empty()
+            && let Some((dpid, uplink, ip)) = translator.address_location(&update.owner.id)
+        {
+            announce(controller, config, dpid, uplink, ip);
+        }
+    }
+    for binding in bindings {
+        record_binding(store, binding);
+    }
+}
+
+/// An instance whose port appeared is running.
+fn record_binding(store: &Store, binding: BindingChange) {
+    let Some((dpid, port)) = binding.port else {
+        tracing::info!(instance = %binding.instance, "instance port gone");
+        return;
+    };
+    tracing::info!(instance = %binding.instance, datapath_id = format_args!("{dpid:016x}"), port, "instance bound");
+    let Ok(id) = InstanceId::parse(&binding.instance) else {
+        return;
+    };
+    let store = store.clone();
+    tokio::spawn(async move {
+        let result = store
+            .mutate(move |state: &mut State| {
+                let pending = state
+                    .instance_owner(&id)
+                    .cloned()
+                    .and_then(|owner| state.resolve_instance(&owner, &id).ok().map(|i| i.state))
+                    == Some(InstanceState::Pending);
+                if pending {
+                    state.set_instance_state(&id, InstanceState::Running, now_ms())
+                } else {
+                    Ok(())
+                }
+            })
+            .await;
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "could not record an instance as running");
+        }
+    });
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Gratuitous ARP for an Elastic IP from the hypervisor now hosting it, as
+/// requests and replies, a few times over a few seconds: upstream caches
+/// and learning switches follow the address.
+fn announce(controller: &Controller, config: &DataplaneConfig, dpid: u64, uplink: u32, ip: std::net::Ipv4Addr) {
+    let controller = controller.clone();
+    let (count, interval) = (config.garp_count, config.garp_interval);
+    tokio::spawn(async move {
+        let mac = elastic_ip_mac(ip);
+        for i in 0..count {
+            if i > 0 {
+                tokio::time::sleep(interval).await;
+            }
+            for reply in [false, true] {
+                let out = PacketOut {
+                    buffer_id: OFP_NO_BUFFER,
+                    in_port: PortNo::CONTROLLER,
+                    actions: vec![Action::output(PortNo(uplink))],
+                    data: arp::gratuitous(mac, ip, reply),
+                };
+                if let Err(err) = controller.packet_out(dpid, out).await {
+                    tracing::debug!(error = %err, %ip, "gratuitous ARP not sent");
+                    return;
+                }
+            }
+        }
+        tracing::info!(%ip, datapath_id = format_args!("{dpid:016x}"), "Elastic IP announced");
+    });
+}
+
+/// Asks for the public gateway's MAC out of every connected hypervisor's
+/// uplink; the reply comes back as a packet-in.
+fn resolve_gateway(controller: &Controller, translator: &Translator) {
+    let (Some(gateway), Some(probe)) = (translator.public_gateway_ip(), translator.probe_address()) else {
+        return;
+    };
+    let frame = arp::request(elastic_ip_mac(probe), probe, gateway);
+    for (dpid, uplink) in translator.connected_hypervisors() {
+        let controller = controller.clone();
+        let out = PacketOut {
+            buffer_id: OFP_NO_BUFFER,
+            in_port: PortNo::CONTROLLER,
+            actions: vec![Action::output(PortNo(uplink))],
+            data: frame.clone(),
+        };
+        tokio::spawn(async move {
+            if let Err(err) = controller.packet_out(dpid, out).await {
+                tracing::debug!(error = %err, "gateway ARP not sent");
+            }
+        });
+    }
+}
