@@ -147,11 +147,30 @@ impl Store {
     /// Opens (creating if needed) the SQLite store in `data_dir`, migrates
     /// it, loads the model and starts the writer task on the current tokio runtime.
     pub async fn open_sqlite(data_dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let dir_error = |source| StoreError::DataDir {
             path: data_dir.to_path_buf(),
             source,
-        })?;
+        };
+        // The store holds secret access keys: a new data directory and the
+        // database file are for flowgate's user only.
+        if !data_dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(data_dir)
+                .map_err(dir_error)?;
+        }
         let path = sqlite_path(data_dir);
+        if !path.exists() {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .and_then(|file| file.set_permissions(std::fs::Permissions::from_mode(0o600)))
+                .map_err(dir_error)?;
+        }
         let database = Database::open_sqlite(&path).await?;
         let store = Store::start(database, options).await?;
         tokio::spawn(Database::checkpoint_sqlite(path, Duration::from_secs(1)));
