@@ -21,6 +21,10 @@ pub struct Config {
     pub api: ApiSection,
     /// The OpenFlow controller.
     pub openflow: OpenflowSection,
+    /// The data plane: public gateway, gratuitous ARP.
+    pub network: NetworkSection,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsSection,
     /// The store.
     pub store: StoreSection,
     /// Logging.
@@ -51,8 +55,40 @@ pub struct ApiSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OpenflowSection {
-    /// Where switches connect.
+    /// TCP address the hypervisors' bridges connect to.
     pub listen: SocketAddr,
+    /// Unix sockets to listen on as well (Open vSwitch only connects to a
+    /// `unix:` controller inside its run directory; the demo uses this).
+    pub unix_sockets: Vec<PathBuf>,
+    /// Seconds of silence before a switch is probed with an echo request
+    /// (three times this and it is dropped).
+    pub echo_interval_seconds: u64,
+    /// Apply flow changes as atomic bundles where the switch supports them.
+    pub bundles: bool,
+    /// Packet-ins accepted per second and switch; beyond, they are dropped.
+    pub packet_in_rate: u32,
+}
+
+/// `[network]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkSection {
+    /// The public gateway's MAC, used until ARP resolves it (or for good,
+    /// where the gateway does not answer ARP). Empty: resolve only.
+    pub public_gateway_mac: String,
+    /// Seconds between ARP requests refreshing the gateway's MAC.
+    pub arp_refresh_seconds: u64,
+    /// Gratuitous ARPs (each as a request and a reply) when an Elastic IP
+    /// is associated or moves, one a second.
+    pub gratuitous_arps: u32,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Where Prometheus scrapes `/metrics`; empty disables it.
+    pub listen: String,
 }
 
 /// `[store]`
@@ -77,6 +113,8 @@ impl Default for Config {
             data_dir: PathBuf::from("/var/lib/flowgate"),
             api: ApiSection::default(),
             openflow: OpenflowSection::default(),
+            network: NetworkSection::default(),
+            metrics: MetricsSection::default(),
             store: StoreSection::default(),
             log: LogSection::default(),
         }
@@ -101,6 +139,28 @@ impl Default for OpenflowSection {
     fn default() -> Self {
         OpenflowSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 6653)),
+            unix_sockets: Vec::new(),
+            echo_interval_seconds: 5,
+            bundles: true,
+            packet_in_rate: 200,
+        }
+    }
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        NetworkSection {
+            public_gateway_mac: String::new(),
+            arp_refresh_seconds: 30,
+            gratuitous_arps: 3,
+        }
+    }
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            listen: "127.0.0.1:9773".into(),
         }
     }
 }
@@ -163,7 +223,56 @@ impl Config {
         if config.api.addresses_per_account == 0 {
             return Err("api.addresses_per_account must be at least 1".into());
         }
+        config.public_gateway_mac()?;
+        config.metrics_listen()?;
         Ok(config)
+    }
+
+    /// The configured public gateway MAC, if any.
+    pub fn public_gateway_mac(&self) -> Result<Option<openflow::MacAddr>, String> {
+        if self.network.public_gateway_mac.is_empty() {
+            return Ok(None);
+        }
+        self.network
+            .public_gateway_mac
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("network.public_gateway_mac: {e}"))
+    }
+
+    /// Where to serve `/metrics`, if anywhere.
+    pub fn metrics_listen(&self) -> Result<Option<SocketAddr>, String> {
+        if self.metrics.listen.is_empty() {
+            return Ok(None);
+        }
+        self.metrics
+            .listen
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("metrics.listen: {:?} is not ADDR:PORT", self.metrics.listen))
+    }
+
+    /// The OpenFlow controller's settings.
+    pub fn controller_config(&self) -> controller::ControllerConfig {
+        let echo = Duration::from_secs(self.openflow.echo_interval_seconds.max(1));
+        controller::ControllerConfig {
+            echo_interval: echo,
+            dead_after: echo * 3,
+            use_bundles: self.openflow.bundles,
+            packet_in_rate: self.openflow.packet_in_rate,
+            packet_in_burst: self.openflow.packet_in_rate.saturating_mul(2),
+            ..controller::ControllerConfig::default()
+        }
+    }
+
+    /// The data plane's settings.
+    pub fn dataplane_config(&self) -> dataplane::DataplaneConfig {
+        dataplane::DataplaneConfig {
+            public_gateway_mac: self.public_gateway_mac().ok().flatten(),
+            arp_refresh: Duration::from_secs(self.network.arp_refresh_seconds.max(1)),
+            garp_count: self.network.gratuitous_arps,
+            ..dataplane::DataplaneConfig::default()
+        }
     }
 
     /// The EC2 API's settings.

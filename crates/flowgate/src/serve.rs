@@ -1,12 +1,14 @@
-//! `flowgate serve`: the store, the EC2 API and the compute reconciler in
-//! one process (the OpenFlow controller joins here in a later step), until
-//! SIGINT or SIGTERM.
+//! `flowgate serve`: everything in one process until SIGINT or SIGTERM: the
+//! store, the EC2 API, the compute reconciler, the OpenFlow controller the
+//! hypervisors' bridges connect to, the data plane that compiles the model
+//! into their flows, and the Prometheus `/metrics` endpoint.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
+use controller::{Controller, ListenAddr, Listener};
 use ec2api::Api;
 use ec2api::compute::{ComputeDriver, RecordsOnly};
 use store::Store;
@@ -73,6 +75,15 @@ async fn serve(config: Config) -> Result<(), String> {
         api_config.terminated_retention,
         ec2api::compute::OBSERVE_INTERVAL,
     ));
+    let controller = start_controller(&config).await?;
+    tokio::spawn(dataplane::run(
+        store.clone(),
+        controller.clone(),
+        config.dataplane_config(),
+    ));
+    if let Some(addr) = config.metrics_listen()? {
+        start_metrics(addr, controller.clone()).await?;
+    }
     let listener = tokio::net::TcpListener::bind(api_config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", api_config.listen))?;
@@ -81,12 +92,59 @@ async fn serve(config: Config) -> Result<(), String> {
         api = %api_config.listen,
         openflow = %config.openflow.listen,
         region = %api_config.region,
-        "flowgate serving the EC2 API (the OpenFlow controller is not wired in yet)"
+        "flowgate serving"
     );
     ec2api::serve(api, listener, shutdown_signal())
         .await
         .map_err(|e| format!("API server failed: {e}"))?;
     tracing::info!("flowgate stopped");
+    Ok(())
+}
+
+/// Starts the OpenFlow controller on the configured TCP address and Unix
+/// sockets.
+async fn start_controller(config: &Config) -> Result<Controller, String> {
+    let controller = Controller::new(config.controller_config());
+    let mut addresses = vec![ListenAddr::Tcp(config.openflow.listen)];
+    addresses.extend(config.openflow.unix_sockets.iter().cloned().map(ListenAddr::Unix));
+    for addr in addresses {
+        let listener = Listener::bind(&addr)
+            .await
+            .map_err(|e| format!("cannot listen for switches on {addr}: {e}"))?;
+        tracing::info!(%addr, "OpenFlow controller listening");
+        let c = controller.clone();
+        tokio::spawn(async move {
+            if let Err(err) = c.serve(listener).await {
+                tracing::error!(%addr, error = %err, "OpenFlow listener failed");
+            }
+        });
+    }
+    Ok(controller)
+}
+
+/// Serves the controller's metrics in the Prometheus text format.
+async fn start_metrics(addr: SocketAddr, controller: Controller) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let controller = controller.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    controller.render_metrics(),
+                )
+            }
+        }),
+    );
+    tracing::info!(%addr, "metrics at /metrics");
+    tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::error!(error = %err, "metrics endpoint failed");
+        }
+    });
     Ok(())
 }
 

@@ -108,7 +108,13 @@ impl Server {
     pub fn start(config_toml: &str) -> Server {
         let dir = TempDir::new("serve");
         let config = dir.0.join("flowgate.toml");
-        std::fs::write(&config, format!("[store]\npoll_interval_ms = 50\n{config_toml}")).unwrap();
+        // Every server of a parallel test run needs ports of its own: the
+        // OpenFlow listener gets a free one, the metrics endpoint none.
+        std::fs::write(
+            &config,
+            format!("[store]\npoll_interval_ms = 50\n[metrics]\nlisten = \"\"\n{config_toml}"),
+        )
+        .unwrap();
         let mut server = Server {
             dir,
             port: free_port(),
@@ -140,6 +146,8 @@ impl Server {
             .arg(self.data_dir())
             .arg("--api-listen")
             .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--openflow-listen")
+            .arg(format!("127.0.0.1:{}", free_port()))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
