@@ -312,14 +312,20 @@ impl Compiler {
     }
 
     fn touch_network(&mut self, id: &str) {
-        let hvs: BTreeSet<String> = self
+        // Every pipeline drops routed traffic into every network.
+        let all: Vec<String> = self.hypervisors.keys().cloned().collect();
+        for hv in all {
+            self.mark(&hv, OwnerKind::Pipeline, "");
+        }
+        let placed: Vec<(String, String)> = self
             .instances
             .values()
             .filter(|i| i.network == id)
-            .filter_map(|i| i.hypervisor.clone())
+            .filter_map(|i| Some((i.hypervisor.clone()?, i.id.clone())))
             .collect();
-        for hv in hvs {
+        for (hv, instance) in placed {
             self.mark(&hv, OwnerKind::Network, id);
+            self.mark(&hv, OwnerKind::Instance, &instance);
         }
     }
 
@@ -620,7 +626,7 @@ impl Compiler {
         use Stage::*;
         let mut flows: Vec<FlowSpec> = Stage::ALL
             .into_iter()
-            .filter(|s| !matches!(s, Route | Deliver))
+            .filter(|s| *s != Deliver)
             .map(|s| FlowSpec::new(s, 0, vec![], vec![], None))
             .collect();
         let uplink = PortNo(hv.uplink_port);
@@ -725,10 +731,21 @@ impl Compiler {
                 Some(after),
             ));
         }
-        // Traffic for the router with no Elastic IP to leave with is dropped;
-        // everything else is delivered by destination MAC.
+        // Traffic for the router with no Elastic IP to leave with is dropped,
+        // and the router never routes into a private network: those drops
+        // are on every hypervisor, whatever instances it hosts. (Traffic
+        // within a network is delivered at L2 by the network's own flows;
+        // anything else is dropped by the table's default.)
         flows.push(FlowSpec::new(Route, 100, vec![eth_dst(ROUTER_MAC)], vec![], None));
-        flows.push(FlowSpec::new(Route, 0, vec![], vec![], Some(Deliver)));
+        for net in self.networks.values() {
+            flows.push(FlowSpec::new(
+                Route,
+                250,
+                vec![eth_dst(ROUTER_MAC), ip(), OxmField::Ipv4Dst(cidr_match(net.cidr))],
+                vec![],
+                None,
+            ));
+        }
         // Broadcast and multicast beyond ARP go nowhere.
         let group_bit = MacAddr([1, 0, 0, 0, 0, 0]);
         flows.push(FlowSpec::new(
@@ -760,6 +777,9 @@ impl Compiler {
     fn instance_flows(&self, hv: &Hypervisor, id: &str) -> Vec<FlowSpec> {
         use Stage::*;
         let Some((inst, port)) = self.bound_here(hv, id) else {
+            return Vec::new();
+        };
+        let Some(network) = self.networks.get(&inst.network) else {
             return Vec::new();
         };
         let (mac, ip_addr) = (inst.mac, inst.ip);
@@ -804,10 +824,17 @@ impl Compiler {
                 vec![Action::output(PortNo(port))],
                 None,
             ),
+            // IP only for its own address and from its own network: nothing
+            // from outside (or another network) reaches a private address.
             FlowSpec::new(
                 Deliver,
                 100,
-                vec![eth_dst(mac), ip()],
+                vec![
+                    eth_dst(mac),
+                    ip(),
+                    OxmField::Ipv4Dst(Masked::exact(ip_addr)),
+                    OxmField::Ipv4Src(cidr_match(network.cidr)),
+                ],
                 vec![set_reg(REG_DST_PORT, port)],
                 Some(IngressConntrack),
             ),
@@ -869,13 +896,17 @@ impl Compiler {
                 local_only,
                 None,
             ),
-            // The router does not route between private networks.
+            // Within the network, traffic goes at L2: on to delivery.
             FlowSpec::new(
                 Route,
-                250,
-                vec![eth_dst(ROUTER_MAC), ip(), OxmField::Ipv4Dst(cidr_match(net.cidr))],
+                10,
+                vec![
+                    ip(),
+                    OxmField::Ipv4Src(cidr_match(net.cidr)),
+                    OxmField::Ipv4Dst(cidr_match(net.cidr)),
+                ],
                 vec![],
-                None,
+                Some(Deliver),
             ),
         ]
     }
@@ -904,7 +935,13 @@ impl Compiler {
             FlowSpec::new(
                 FromUplink,
                 100,
-                vec![ip(), OxmField::Ipv4Dst(Masked::exact(public))],
+                // Only frames addressed to the address's own MAC: a flooded
+                // copy meant for someone else is not ours to rewrite.
+                vec![
+                    eth_dst(public_mac),
+                    ip(),
+                    OxmField::Ipv4Dst(Masked::exact(public)),
+                ],
                 vec![
                     Action::DecNwTtl,
                     Action::SetField(OxmField::Ipv4Dst(Masked::exact(inst.ip))),

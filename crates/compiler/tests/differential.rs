@@ -27,8 +27,7 @@
 //!
 //! The state is forced, not observed: an ICMP type conntrack would call
 //! invalid when unsolicited (an echo reply, an error) still checks the
-//! rules' match when traced as new. Disagreements already reported on the
-//! compiler are listed in [`KnownDiscrepancy`]. `PROPTEST_CASES` and
+//! rules' match when traced as new. `PROPTEST_CASES` and
 //! `FLOWGATE_REAL_POLICIES` scale the two tests.
 
 // Test code: a failed unwrap is a failed test.
@@ -36,7 +35,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -981,98 +979,12 @@ fn describe(model: &Model) -> String {
     out
 }
 
-/// Disagreements found by this test where the compiler is wrong, left to
-/// its owner to fix (crates/compiler/src is not this test's to change).
-/// Packets of these kinds are still traced, and a disagreement of exactly
-/// the known shape is counted and reported instead of failing (any other
-/// disagreement fails); each has an ignored test in `known_discrepancies`
-/// below with its minimal case, to be un-ignored with the fix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum KnownDiscrepancy {
-    /// A frame from the physical network addressed to an instance's MAC and
-    /// private address is delivered when an ingress rule admits its source,
-    /// although the source is outside every private network: anything on
-    /// the physical network (here the public gateway's port) reaches private
-    /// addresses, which EC2 never lets the outside do.
-    PrivateAddressFromOutside,
-    /// An instance with an Elastic IP sending to an address of another
-    /// private network has it rewritten to its public address and sent to
-    /// the public gateway, unless an instance of that other network sits on
-    /// the sender's hypervisor (then it is dropped): flowgate documents no
-    /// routing between private networks, and a verdict must not depend on
-    /// placement.
-    OtherPrivateNetworkThroughElasticIp,
-    /// A hypervisor rewrites and delivers packets to an Elastic IP it hosts
-    /// whatever their destination MAC, so a frame the physical switch floods
-    /// on its way to the public gateway (an instance reaching another
-    /// instance's Elastic IP) is delivered twice: once straight from the
-    /// flood, once through the gateway.
-    ElasticIpTakesFramesForOthers,
-}
-
-impl KnownDiscrepancy {
-    /// The known discrepancy this disagreement is, if it is exactly one.
-    fn of(
-        model: &Model,
-        packet: &Packet,
-        expected: &Verdict,
-        observed: &Observation,
-    ) -> Option<KnownDiscrepancy> {
-        let network_of_dst = model.networks.iter().find(|n| n.cidr.contains(packet.dst));
-        let sender = match &packet.origin {
-            Origin::Instance { id, .. } => model.instances.iter().find(|i| &i.id == id),
-            Origin::Internet => None,
-        };
-        let single = |v: &Verdict| observed.misdelivered.is_empty() && observed.verdicts == [v.clone()];
-        match (expected, observed.verdicts.as_slice()) {
-            (Verdict::Dropped, [Verdict::Delivered { instance, src, dst }])
-                if packet.origin == Origin::Internet
-                    && network_of_dst.is_some()
-                    && single(&observed.verdicts[0])
-                    && (*src, *dst) == (packet.src, packet.dst)
-                    && model
-                        .instances
-                        .iter()
-                        .any(|i| &i.id == instance && i.ip == packet.dst) =>
-            {
-                Some(KnownDiscrepancy::PrivateAddressFromOutside)
-            }
-            (Verdict::Dropped, [Verdict::Internet { dst, .. }])
-                if single(&observed.verdicts[0])
-                    && *dst == packet.dst
-                    && sender.zip(network_of_dst).is_some_and(|(s, n)| s.network != n.id) =>
-            {
-                Some(KnownDiscrepancy::OtherPrivateNetworkThroughElasticIp)
-            }
-            (Verdict::Delivered { .. }, [first, second])
-                if first == expected
-                    && second == expected
-                    && observed.misdelivered.is_empty()
-                    && sender.is_some()
-                    && model.addresses.iter().any(|a| a.public_ip == packet.dst) =>
-            {
-                Some(KnownDiscrepancy::ElasticIpTakesFramesForOthers)
-            }
-            _ => None,
-        }
-    }
-}
-
-/// How a probe went.
-enum Outcome {
-    Agreed,
-    Known(KnownDiscrepancy),
-}
-
 /// Judges one probe both ways; on disagreement, the whole story.
-fn check(bed: &TestBed, model: &Model, probe: &Probe) -> Result<Outcome, String> {
+fn check(bed: &TestBed, model: &Model, probe: &Probe) -> Result<(), String> {
     let judgement = reference::evaluate(model, &probe.packet);
     let observation = bed.observe(probe);
     if observation.verdict().as_ref() == Some(&judgement.verdict) {
-        return Ok(Outcome::Agreed);
-    }
-    if let Some(known) = KnownDiscrepancy::of(model, &probe.packet, &judgement.verdict, &observation) {
-        return Ok(Outcome::Known(known));
+        return Ok(());
     }
     let mut message = format!(
         "Open vSwitch and the reference evaluator disagree\n\nmodel:\n{}\npacket: {} (ct_state {})\n\nevaluator: {}\nOpen vSwitch: {:?}, misdelivered {:?}, to controller {}\n",
@@ -1097,7 +1009,6 @@ struct Counts {
     packets: usize,
     /// Packets the evaluator lets through (the rest it drops).
     passed: usize,
-    known: BTreeMap<KnownDiscrepancy, usize>,
 }
 
 impl Counts {
@@ -1105,9 +1016,6 @@ impl Counts {
         self.policies += other.policies;
         self.packets += other.packets;
         self.passed += other.passed;
-        for (known, n) in &other.known {
-            *self.known.entry(*known).or_default() += n;
-        }
     }
 }
 
@@ -1143,10 +1051,7 @@ fn open_vswitch_agrees_with_the_reference_evaluator_on_random_policies() {
         };
         for seed in &seeds {
             for probe in bed.probes(&model, seed) {
-                match check(&bed, &model, &probe).map_err(TestCaseError::fail)? {
-                    Outcome::Agreed => {}
-                    Outcome::Known(known) => *case.known.entry(known).or_default() += 1,
-                }
+                check(&bed, &model, &probe).map_err(TestCaseError::fail)?;
                 case.packets += 1;
                 let verdict = reference::evaluate(&model, &probe.packet).verdict;
                 match verdict {
@@ -1163,11 +1068,10 @@ fn open_vswitch_agrees_with_the_reference_evaluator_on_random_policies() {
     }
     let counts = counts.lock().unwrap();
     eprintln!(
-        "differential: {} policies, {} packets judged by ofproto/trace ({} pass), known discrepancies {:?}, in {:.1?}",
+        "differential: {} policies, {} packets judged by ofproto/trace ({} pass), in {:.1?}",
         counts.policies,
         counts.packets,
         counts.passed,
-        counts.known,
         started.elapsed()
     );
 }
@@ -1449,11 +1353,11 @@ fn real_packets_agree_with_the_reference_evaluator_on_a_sample() {
     );
 }
 
-// ----------------------------------------------------- known discrepancies
+// --------------------------------------------------- fixed discrepancies
 
-/// The minimal cases of [`KnownDiscrepancy`]: each fails today and is
-/// ignored; the fix in the compiler un-ignores it (and removes the variant).
-mod known_discrepancies {
+/// Minimal cases of disagreements this test found in the compiler, kept as
+/// regression tests now that they are fixed.
+mod fixed_discrepancies {
     use super::*;
 
     /// A model of the seats `seated` (seat, groups), the groups and the
@@ -1509,16 +1413,13 @@ mod known_discrepancies {
 
     fn assert_agrees(bed: &TestBed, model: &Model, packet: Packet) {
         let ct_state = "trk,new";
-        match check(bed, model, &Probe { packet, ct_state }) {
-            Ok(Outcome::Agreed) => {}
-            Ok(Outcome::Known(known)) => panic!("still {known:?}"),
-            Err(disagreement) => panic!("{disagreement}"),
+        if let Err(disagreement) = check(bed, model, &Probe { packet, ct_state }) {
+            panic!("{disagreement}");
         }
     }
 
-    /// [`KnownDiscrepancy::PrivateAddressFromOutside`].
+    /// A frame from the physical network reached a private address.
     #[test]
-    #[ignore = "known compiler discrepancy PrivateAddressFromOutside: un-ignore with the fix"]
     fn private_addresses_are_unreachable_from_outside() {
         let bed = TestBed::new();
         let open = group("sg-a", &[(Direction::Ingress, Service::All)]);
@@ -1567,9 +1468,9 @@ mod known_discrepancies {
         );
     }
 
-    /// [`KnownDiscrepancy::OtherPrivateNetworkThroughElasticIp`].
+    /// Traffic to another private network left through an Elastic IP,
+    /// depending on placement.
     #[test]
-    #[ignore = "known compiler discrepancy OtherPrivateNetworkThroughElasticIp: un-ignore with the fix"]
     fn other_private_networks_are_unreachable_wherever_their_instances_are() {
         let bed = TestBed::new();
         let out = group("sg-a", &[(Direction::Egress, Service::All)]);
@@ -1600,9 +1501,8 @@ mod known_discrepancies {
         }
     }
 
-    /// [`KnownDiscrepancy::ElasticIpTakesFramesForOthers`].
+    /// A hypervisor rewrote flooded frames meant for the gateway.
     #[test]
-    #[ignore = "known compiler discrepancy ElasticIpTakesFramesForOthers: un-ignore with the fix"]
     fn elastic_ips_take_only_frames_addressed_to_them() {
         let bed = TestBed::new();
         let out = group("sg-a", &[(Direction::Egress, Service::All)]);
