@@ -20,6 +20,9 @@ pub type DriverFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Se
 /// A boxed future of what a driver observed.
 pub type ObserveFuture<'a> = Pin<Box<dyn Future<Output = Option<InstanceState>> + Send + 'a>>;
 
+/// A boxed future of an instance's console output.
+pub type ConsoleFuture<'a> = Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>>;
+
 /// Launches, terminates and watches instances somewhere.
 pub trait ComputeDriver: Send + Sync + 'static {
     /// A short name for logs.
@@ -32,6 +35,16 @@ pub trait ComputeDriver: Send + Sync + 'static {
     /// the record (a VM that vanished, a port that was unplugged); `None`
     /// when it has nothing to add. Asked periodically for running instances.
     fn observe<'a>(&'a self, _instance: &'a Instance) -> ObserveFuture<'a> {
+        Box::pin(async { None })
+    }
+    /// Whether a launched instance stays `pending` until something else
+    /// (the data plane, once its port is bound on the switch) records it
+    /// `running`.
+    fn awaits_binding(&self, _instance: &Instance) -> bool {
+        false
+    }
+    /// What the instance printed on its console, for GetConsoleOutput.
+    fn console_output<'a>(&'a self, _instance: &'a Instance) -> ConsoleFuture<'a> {
         Box::pin(async { None })
     }
 }
@@ -180,6 +193,10 @@ fn act(store: &Store, driver: &Arc<dyn ComputeDriver>, instance: Instance) {
         };
         if let Err(reason) = result {
             tracing::warn!(instance = %instance.id, driver = driver.name(), %reason, "compute driver failed");
+            return;
+        }
+        if next == InstanceState::Running && driver.awaits_binding(&instance) {
+            tracing::info!(instance = %instance.id, "launched; running once its port is bound");
             return;
         }
         let id: InstanceId = instance.id.clone();

@@ -72,6 +72,8 @@ pub struct Api {
     pub config: ApiConfig,
     request_prefix: u64,
     request_counter: AtomicU64,
+    /// Where GetConsoleOutput asks for an instance's console.
+    console: Option<std::sync::Arc<dyn compute::ComputeDriver>>,
 }
 
 impl Api {
@@ -83,7 +85,19 @@ impl Api {
             config,
             request_prefix: OsEntropy.next_u64(),
             request_counter: AtomicU64::new(0),
+            console: None,
         }
+    }
+
+    /// The same API answering GetConsoleOutput from `driver`.
+    pub fn with_console(mut self, driver: std::sync::Arc<dyn compute::ComputeDriver>) -> Api {
+        self.console = Some(driver);
+        self
+    }
+
+    /// The driver that knows instances' consoles, if any.
+    pub fn console(&self) -> Option<&std::sync::Arc<dyn compute::ComputeDriver>> {
+        self.console.as_ref()
     }
 
     /// Every availability zone: the configured one and those of the hypervisors.

@@ -187,6 +187,11 @@ enum HypervisorCommand {
         /// The Open vSwitch database of the bridge (netns driver; default: the system's).
         #[arg(long)]
         ovsdb: Option<String>,
+        /// The network namespace the bridge's ovs-vswitchd runs in, when not
+        /// the root one (a test bed's lab); the netns driver plugs instances
+        /// there.
+        #[arg(long)]
+        netns: Option<String>,
         /// The availability zone (default: the configured zone).
         #[arg(long)]
         zone: Option<String>,
@@ -565,6 +570,7 @@ fn hypervisor_json(h: &Hypervisor) -> Value {
         "uplink": h.uplink,
         "driver": h.driver.as_str(),
         "ovsdb": h.ovsdb,
+        "netns": h.netns,
         "zone": h.zone,
     })
 }
@@ -578,6 +584,7 @@ async fn hypervisor(store: &Store, config: &Config, command: HypervisorCommand) 
             uplink,
             driver,
             ovsdb,
+            netns,
             zone,
         } => {
             let hv = Hypervisor {
@@ -591,6 +598,7 @@ async fn hypervisor(store: &Store, config: &Config, command: HypervisorCommand) 
                     DriverKind::Netns
                 },
                 ovsdb,
+                netns,
                 zone: zone.unwrap_or_else(|| config.api.zone.clone()),
             };
             let json = hypervisor_json(&hv);

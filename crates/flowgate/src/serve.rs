@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::Args;
 use controller::{Controller, ListenAddr, Listener};
 use ec2api::Api;
-use ec2api::compute::{ComputeDriver, RecordsOnly};
+use ec2api::compute::ComputeDriver;
 use store::Store;
 
 use crate::config::Config;
@@ -68,10 +68,13 @@ async fn serve(config: Config) -> Result<(), String> {
         "store open"
     );
     let api_config = config.api_config();
-    let driver: Arc<dyn ComputeDriver> = Arc::new(RecordsOnly);
+    // Instances placed on a hypervisor are started by its driver (netns
+    // or external); instances placed nowhere stay records.
+    let driver: Arc<dyn ComputeDriver> =
+        compute::Drivers::new(store.clone(), config.data_dir.join("instances"));
     tokio::spawn(ec2api::compute::reconcile(
         store.clone(),
-        driver,
+        driver.clone(),
         api_config.terminated_retention,
         ec2api::compute::OBSERVE_INTERVAL,
     ));
@@ -87,7 +90,7 @@ async fn serve(config: Config) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(api_config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", api_config.listen))?;
-    let api = Arc::new(Api::new(store, api_config.clone()));
+    let api = Arc::new(Api::new(store, api_config.clone()).with_console(driver.clone()));
     tracing::info!(
         api = %api_config.listen,
         openflow = %config.openflow.listen,

@@ -119,6 +119,11 @@ pub struct Hypervisor {
     pub driver: DriverKind,
     /// Where the netns driver finds the bridge's Open vSwitch database.
     pub ovsdb: Option<String>,
+    /// The network namespace the bridge's `ovs-vswitchd` runs in, when it
+    /// is not flowgate's own (a test bed's lab); the netns driver creates
+    /// instance ports there.
+    #[serde(default)]
+    pub netns: Option<String>,
     /// The availability zone it belongs to.
     pub zone: String,
 }
@@ -164,6 +169,8 @@ impl InstanceState {
         matches!(
             (self, next),
             (Pending, Running)
+                // An externally managed VM's port was unplugged.
+                | (Running, Pending)
                 | (Pending, ShuttingDown)
                 | (Running, ShuttingDown)
                 | (ShuttingDown, Terminated)

@@ -943,6 +943,28 @@ impl State {
                 free
             }
         };
+        // Placement: the least-loaded hypervisor of the zone, counting the
+        // instances placed by this very request. Without hypervisors the
+        // instances are records only.
+        let mut load: BTreeMap<String, usize> = self
+            .hypervisors()
+            .filter(|h| h.zone == request.availability_zone)
+            .map(|h| (h.name.clone(), 0))
+            .collect();
+        let any_hypervisor = self.hypervisors().next().is_some();
+        if any_hypervisor && load.is_empty() {
+            return Err(Ec2Error::Unavailable(format!(
+                "no hypervisor in availability zone {}",
+                request.availability_zone
+            )));
+        }
+        for inst in self.tenants().flat_map(|t| t.instances.values()) {
+            if inst.state.is_live()
+                && let Some(count) = inst.hypervisor.as_ref().and_then(|h| load.get_mut(h))
+            {
+                *count += 1;
+            }
+        }
         let reservation_id = ReservationId::generate(entropy);
         let mut launched = Vec::new();
         for (index, private_ip) in private_ips.into_iter().enumerate() {
@@ -980,7 +1002,7 @@ impl State {
                 private_ip,
                 mac,
                 group_ids: group_ids.clone(),
-                hypervisor: None,
+                hypervisor: place(&mut load),
                 interface_name,
                 availability_zone: request.availability_zone.clone(),
                 user_data: request.user_data.clone(),
@@ -1241,6 +1263,14 @@ pub enum DisassociateRef {
     PublicIp(Ipv4Addr),
     /// `AssociationId`.
     Association(AssociationId),
+}
+
+/// Picks the least-loaded hypervisor (the first by name among equals) and
+/// counts the new instance on it.
+fn place(load: &mut BTreeMap<String, usize>) -> Option<String> {
+    let (name, count) = load.iter_mut().min_by_key(|(_, count)| **count)?;
+    *count += 1;
+    Some(name.clone())
 }
 
 /// The OVS port name for an instance: `fg` + the last 13 hex digits of its id (15 characters, IFNAMSIZ).

@@ -267,3 +267,58 @@ fn terminating_lets_go_of_the_address_and_frees_the_private_ip_at_the_end() {
     assert!(!s.private_ip_in_use(&i.subnet_id, i.private_ip));
     assert_eq!(s.purge_terminated(11), 1);
 }
+
+fn hypervisor(name: &str, zone: &str) -> Hypervisor {
+    Hypervisor {
+        name: name.into(),
+        bridge: Some(format!("br-{name}")),
+        datapath_id: None,
+        uplink: "uplink".into(),
+        driver: DriverKind::Netns,
+        ovsdb: None,
+        netns: None,
+        zone: zone.into(),
+    }
+}
+
+#[test]
+fn instances_go_to_the_least_loaded_hypervisor_of_their_zone() {
+    let (mut s, account, mut e) = setup();
+    // Without hypervisors, instances are records placed nowhere.
+    assert_eq!(launch(&mut s, &account, &mut e, vec![]).hypervisor, None);
+    s.add_hypervisor(hypervisor("hv1", "z")).unwrap();
+    s.add_hypervisor(hypervisor("hv2", "z")).unwrap();
+    s.add_hypervisor(hypervisor("hv3", "other")).unwrap();
+    let placed: Vec<Option<String>> = (0..4)
+        .map(|_| launch(&mut s, &account, &mut e, vec![]).hypervisor)
+        .collect();
+    assert_eq!(
+        placed,
+        ["hv1", "hv2", "hv1", "hv2"].map(|h| Some(h.to_string())).to_vec(),
+        "alternating between the two hypervisors of zone z, never hv3"
+    );
+    // One request for several instances spreads them too.
+    let image = s.images().next().unwrap().id.clone();
+    let request = LaunchRequest {
+        image_id: image,
+        instance_type: "m1.small".into(),
+        min_count: 2,
+        max_count: 2,
+        groups: vec![],
+        subnet_id: None,
+        private_ip: None,
+        user_data: None,
+        key_name: None,
+        client_token: None,
+        availability_zone: "other".into(),
+    };
+    let both = s.run_instances(&account, &request, 0, &mut e).unwrap();
+    assert!(both.iter().all(|i| i.hypervisor.as_deref() == Some("hv3")));
+    // A zone without hypervisors cannot take instances once there are some.
+    let mut nowhere = request.clone();
+    nowhere.availability_zone = "empty".into();
+    assert_eq!(
+        s.run_instances(&account, &nowhere, 0, &mut e).unwrap_err().code(),
+        "Unavailable"
+    );
+}

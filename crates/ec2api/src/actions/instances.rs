@@ -9,6 +9,8 @@ use model::{
     Tenant,
 };
 
+use base64::Engine as _;
+
 use super::{Ctx, parse_ids, parse_ip};
 use crate::auth::format_iso8601_ms;
 use crate::filter::Filters;
@@ -317,4 +319,26 @@ pub async fn modify_attribute(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     ctx.mutate(move |state, _, _| state.set_instance_groups(&account, &id, &groups))
         .await?;
     Ok(ctx.ok())
+}
+
+/// GetConsoleOutput: what the instance printed (base64), as far as its
+/// driver keeps it; empty for instances without a console.
+pub async fn console_output(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+    let id = InstanceId::parse(ctx.params.required("InstanceId")?)?;
+    let instance = {
+        let state = ctx.api.store.read();
+        state.resolve_instance(ctx.account(), &id)?.clone()
+    };
+    let output = match ctx.api.console() {
+        Some(driver) => driver.console_output(&instance).await.unwrap_or_default(),
+        None => String::new(),
+    };
+    let mut x = ctx.response();
+    x.leaf_display("instanceId", &instance.id);
+    x.leaf("timestamp", &format_iso8601_ms(super::now_ms()));
+    x.leaf(
+        "output",
+        &base64::engine::general_purpose::STANDARD.encode(output),
+    );
+    Ok(ctx.finish(x))
 }

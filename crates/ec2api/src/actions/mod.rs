@@ -138,6 +138,7 @@ pub fn is_known(action: &str) -> bool {
                 | "DescribeRegions"
                 | "DescribeAvailabilityZones"
                 | "DescribeTags"
+                | "GetConsoleOutput"
         )
 }
 
@@ -161,6 +162,7 @@ pub async fn dispatch(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
         "DescribeInstances" => instances::describe(ctx),
         "TerminateInstances" => instances::terminate(ctx).await,
         "ModifyInstanceAttribute" => instances::modify_attribute(ctx).await,
+        "GetConsoleOutput" => instances::console_output(ctx).await,
         "DescribeImages" => info::describe_images(ctx),
         "DescribeRegions" => info::describe_regions(ctx),
         "DescribeAvailabilityZones" => info::describe_zones(ctx),
