@@ -19,6 +19,7 @@ PACKAGES=(
   tcpdump
   iperf3
   python3-venv
+  curl
 )
 
 missing=()

@@ -93,10 +93,14 @@ pub async fn run(store: Store, controller: Controller, config: DataplaneConfig) 
 
 fn on_event(translator: &mut Translator, event: ControllerEvent) {
     match event {
-        ControllerEvent::SwitchConnected { datapath_id, ports } => translator.switch_connected(datapath_id, &ports),
-        ControllerEvent::PortStatus { datapath_id, reason, port } => {
-            translator.switch_port(datapath_id, &port, reason != port_reason::DELETE)
+        ControllerEvent::SwitchConnected { datapath_id, ports } => {
+            translator.switch_connected(datapath_id, &ports)
         }
+        ControllerEvent::PortStatus {
+            datapath_id,
+            reason,
+            port,
+        } => translator.switch_port(datapath_id, &port, reason != port_reason::DELETE),
         ControllerEvent::PacketIn { packet_in, .. } => {
             if let Some((ip, mac)) = arp::reply_sender(&packet_in.data)
                 && Some(ip) == translator.public_gateway_ip()
@@ -118,9 +122,18 @@ fn step(store: &Store, controller: &Controller, config: &DataplaneConfig, transl
         let flows: Vec<Flow> = update
             .flows
             .iter()
-            .map(|f| Flow::new(f.stage.table(), f.priority, f.match_.clone(), f.instructions.clone()))
+            .map(|f| {
+                Flow::new(
+                    f.stage.table(),
+                    f.priority,
+                    f.match_.clone(),
+                    f.instructions.clone(),
+                )
+            })
             .collect();
-        controller.desired().update(update.datapath_id, |set| set.set_owner(update.cookie, flows));
+        controller
+            .desired()
+            .update(update.datapath_id, |set| set.set_owner(update.cookie, flows));
         // An Elastic IP that (re)appears somewhere announces itself there.
         if update.owner.kind == OwnerKind::Address
             && !update.flows.is_empty()
@@ -176,7 +189,13 @@ fn now_ms() -> u64 {
 /// Gratuitous ARP for an Elastic IP from the hypervisor now hosting it, as
 /// requests and replies, a few times over a few seconds: upstream caches
 /// and learning switches follow the address.
-fn announce(controller: &Controller, config: &DataplaneConfig, dpid: u64, uplink: u32, ip: std::net::Ipv4Addr) {
+fn announce(
+    controller: &Controller,
+    config: &DataplaneConfig,
+    dpid: u64,
+    uplink: u32,
+    ip: std::net::Ipv4Addr,
+) {
     let controller = controller.clone();
     let (count, interval) = (config.garp_count, config.garp_interval);
     tokio::spawn(async move {
@@ -204,18 +223,28 @@ fn announce(controller: &Controller, config: &DataplaneConfig, dpid: u64, uplink
 
 /// Asks for the public gateway's MAC out of every connected hypervisor's
 /// uplink; the reply comes back as a packet-in.
+///
+/// The request is an ARP probe: sender address 0.0.0.0, so the gateway
+/// learns nothing from it (asking as an Elastic IP would repoint the
+/// gateway's cache entry for that address at whoever asked), and a sender
+/// MAC of the asking hypervisor's own, so the physical network learns each
+/// hypervisor's MAC on its own uplink and nothing flaps.
 fn resolve_gateway(controller: &Controller, translator: &Translator) {
-    let (Some(gateway), Some(probe)) = (translator.public_gateway_ip(), translator.probe_address()) else {
+    let Some(gateway) = translator.public_gateway_ip() else {
         return;
     };
-    let frame = arp::request(elastic_ip_mac(probe), probe, gateway);
     for (dpid, uplink) in translator.connected_hypervisors() {
+        let frame = arp::request(
+            arp::hypervisor_mac(dpid),
+            std::net::Ipv4Addr::UNSPECIFIED,
+            gateway,
+        );
         let controller = controller.clone();
         let out = PacketOut {
             buffer_id: OFP_NO_BUFFER,
             in_port: PortNo::CONTROLLER,
             actions: vec![Action::output(PortNo(uplink))],
-            data: frame.clone(),
+            data: frame,
         };
         tokio::spawn(async move {
             if let Err(err) = controller.packet_out(dpid, out).await {

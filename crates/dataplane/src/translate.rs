@@ -9,7 +9,8 @@ use std::net::Ipv4Addr;
 
 use compiler::{Cidr, Compiler, PublicGateway, Update};
 use model::{
-    Change, Hypervisor, Instance, InstanceState, Object, Permission, Protocol, PublicPool, SecurityGroup, Source, State,
+    Change, Hypervisor, Instance, InstanceState, Object, Permission, Protocol, PublicPool, SecurityGroup,
+    Source, State,
 };
 use openflow::{MacAddr, Port, PortNo};
 
@@ -141,7 +142,11 @@ impl Translator {
             Some(d) => d,
             None => {
                 let name = hv.bridge.as_deref()?;
-                *self.switches.iter().find(|(_, s)| s.bridge.as_deref() == Some(name))?.0
+                *self
+                    .switches
+                    .iter()
+                    .find(|(_, s)| s.bridge.as_deref() == Some(name))?
+                    .0
             }
         };
         let uplink = *self.switches.get(&dpid)?.ports.get(&hv.uplink)?;
@@ -208,12 +213,6 @@ impl Translator {
         self.pools.values().next().map(|p| p.gateway)
     }
 
-    /// An address of the public network to ask from when resolving the
-    /// gateway: the pool's first address.
-    pub fn probe_address(&self) -> Option<Ipv4Addr> {
-        self.pools.values().next().map(|p| p.first)
-    }
-
     /// Whether the gateway's MAC is known (resolved or configured).
     pub fn gateway_mac(&self) -> Option<MacAddr> {
         self.gateway_mac.or(self.static_gateway_mac)
@@ -236,7 +235,8 @@ impl Translator {
             .filter(|h| match h.datapath_id {
                 Some(d) => d == dpid,
                 None => {
-                    h.bridge.is_some() && h.bridge.as_deref() == self.switches.get(&dpid).and_then(|s| s.bridge.as_deref())
+                    h.bridge.is_some()
+                        && h.bridge.as_deref() == self.switches.get(&dpid).and_then(|s| s.bridge.as_deref())
                 }
             })
             .map(|h| h.name.clone())
@@ -282,7 +282,10 @@ impl Translator {
 
     /// Every connected hypervisor's (datapath id, uplink port).
     pub fn connected_hypervisors(&self) -> Vec<(u64, u32)> {
-        self.hypervisors.values().filter_map(|h| self.hypervisor_bridge(h)).collect()
+        self.hypervisors
+            .values()
+            .filter_map(|h| self.hypervisor_bridge(h))
+            .collect()
     }
 
     /// Compiles what changed; also reports instances whose port appeared
@@ -297,7 +300,10 @@ impl Translator {
                     Some(b) => self.bound.insert(id.clone(), b),
                     None => self.bound.remove(&id),
                 };
-                changes.push(BindingChange { instance: id, port: now });
+                changes.push(BindingChange {
+                    instance: id,
+                    port: now,
+                });
             }
         }
         (self.compiler.flush(), changes)

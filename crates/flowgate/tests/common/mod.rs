@@ -127,6 +127,25 @@ impl Server {
         server
     }
 
+    /// A data directory with nothing in it and a configured, not yet
+    /// launched server: the caller adds what it needs with `admin`, then
+    /// calls [`Server::launch`].
+    pub fn prepare(config_toml: &str) -> Server {
+        let dir = TempDir::new("serve");
+        let config = dir.0.join("flowgate.toml");
+        std::fs::write(
+            &config,
+            format!("[store]\npoll_interval_ms = 50\n[metrics]\nlisten = \"\"\n{config_toml}"),
+        )
+        .unwrap();
+        Server {
+            dir,
+            port: free_port(),
+            child: None,
+            config,
+        }
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.0.join("data")
     }
@@ -221,6 +240,20 @@ impl Server {
     /// Runs a client script of tests/clients with the venv's Python.
     /// `accounts` are exported as FLOWGATE_<LETTER>_KEY / _SECRET.
     pub fn client(&self, script: &str, args: &[&str], accounts: &[(&str, &Keys)], image: &str) -> Output {
+        self.client_env(script, args, accounts, image, &[], Duration::from_secs(120))
+    }
+
+    /// Like [`Server::client`], with more environment (later entries win)
+    /// and a deadline of its own.
+    pub fn client_env(
+        &self,
+        script: &str,
+        args: &[&str],
+        accounts: &[(&str, &Keys)],
+        image: &str,
+        env: &[(&str, String)],
+        deadline: Duration,
+    ) -> Output {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
         let mut command = Command::new(python());
         command
@@ -241,12 +274,32 @@ impl Server {
             command.env(format!("FLOWGATE_{letter}_KEY"), &keys.access_key_id);
             command.env(format!("FLOWGATE_{letter}_SECRET"), &keys.secret_access_key);
         }
-        run_bounded(command, Duration::from_secs(120))
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        run_bounded(command, deadline)
     }
 
     /// Like [`Server::client`], and asserts the script passed.
     pub fn client_ok(&self, script: &str, args: &[&str], accounts: &[(&str, &Keys)], image: &str) -> String {
         let out = self.client(script, args, accounts, image);
+        self.passed(script, out)
+    }
+
+    /// Like [`Server::client_env`], and asserts the script passed.
+    pub fn client_env_ok(
+        &self,
+        script: &str,
+        accounts: &[(&str, &Keys)],
+        image: &str,
+        env: &[(&str, String)],
+        deadline: Duration,
+    ) -> String {
+        let out = self.client_env(script, &[], accounts, image, env, deadline);
+        self.passed(script, out)
+    }
+
+    fn passed(&self, script: &str, out: Output) -> String {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
