@@ -353,7 +353,15 @@ fn rss_mib() -> f64 {
 /// The emulator binary, built in release mode next to this benchmark.
 fn emulator_binary() -> std::path::PathBuf {
     let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--release", "-q", "-p", "switch-emulator", "--bin", "flowgate-switch-emulator"])
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "switch-emulator",
+            "--bin",
+            "flowgate-switch-emulator",
+        ])
         .status()
         .expect("cargo build the emulator");
     assert!(status.success());
@@ -399,7 +407,11 @@ fn bench_emulated() {
     const PER_OWNER: u32 = 10;
     const BASE: u64 = 0xee_0000_0001;
     let binary = emulator_binary();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let rss_start = rss_mib();
     let controller = Controller::new(ControllerConfig::default());
     let listener = rt
@@ -419,7 +431,10 @@ fn bench_emulated() {
         let dpid = BASE + s;
         let g = controller.desired().update(dpid, |set| {
             for o in 0..OWNERS {
-                set.set_owner(u64::from(o) + 1, (0..PER_OWNER).map(|i| rule_flow(o + (s as u32) * 1000, i)));
+                set.set_owner(
+                    u64::from(o) + 1,
+                    (0..PER_OWNER).map(|i| rule_flow(o + (s as u32) * 1000, i)),
+                );
             }
         });
         generations.push((dpid, g));
@@ -429,7 +444,8 @@ fn bench_emulated() {
     let t = Instant::now();
     let emulator = start_emulator(&binary, &target, SWITCHES, BASE);
     for (dpid, g) in &generations {
-        rt.block_on(controller.wait_synced(*dpid, *g, Duration::from_secs(60))).unwrap();
+        rt.block_on(controller.wait_synced(*dpid, *g, Duration::from_secs(60)))
+            .unwrap();
     }
     let initial = t.elapsed();
     let rss_synced = rss_mib();
@@ -440,13 +456,14 @@ fn bench_emulated() {
     let mut generations = Vec::new();
     for s in 0..SWITCHES {
         let dpid = BASE + s;
-        let g = controller
-            .desired()
-            .update(dpid, |set| set.set_owner(1, (0..PER_OWNER).map(|i| rule_flow(7_000_000, i))));
+        let g = controller.desired().update(dpid, |set| {
+            set.set_owner(1, (0..PER_OWNER).map(|i| rule_flow(7_000_000, i)))
+        });
         generations.push((dpid, g));
     }
     for (dpid, g) in &generations {
-        rt.block_on(controller.wait_synced(*dpid, *g, Duration::from_secs(60))).unwrap();
+        rt.block_on(controller.wait_synced(*dpid, *g, Duration::from_secs(60)))
+            .unwrap();
     }
     let everywhere = t.elapsed();
 
@@ -456,10 +473,16 @@ fn bench_emulated() {
     let restarted = Controller::new(ControllerConfig::default());
     for s in 0..SWITCHES {
         let dpid = BASE + s;
-        restarted.desired().publish(dpid, (*controller.desired().get(dpid)).clone());
+        restarted
+            .desired()
+            .publish(dpid, (*controller.desired().get(dpid)).clone());
     }
     drop(rt);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let listener = rt
         .block_on(Listener::bind(&"tcp:127.0.0.1:0".parse::<ListenAddr>().unwrap()))
         .unwrap();
@@ -477,15 +500,31 @@ fn bench_emulated() {
     for s in 0..SWITCHES {
         let dpid = BASE + s;
         let g = restarted.desired().update(dpid, |_| {});
-        rt.block_on(restarted.wait_synced(dpid, g, Duration::from_secs(60))).unwrap();
+        rt.block_on(restarted.wait_synced(dpid, g, Duration::from_secs(60)))
+            .unwrap();
     }
     let resync = t.elapsed();
 
-    println!("{SWITCHES} emulated switches x {} flows (emulator in its own process)", OWNERS * PER_OWNER);
-    println!("  publish the desired sets:                 {:8.1} ms", ms(publish));
-    println!("  initial sync, connect to all barriers:    {:8.1} ms  ({mods_initial} flow-mods)", ms(initial));
-    println!("  one owner changed on every switch:        {:8.1} ms", ms(everywhere));
-    println!("  fresh switches resynced by a new controller: {:8.1} ms", ms(resync));
+    println!(
+        "{SWITCHES} emulated switches x {} flows (emulator in its own process)",
+        OWNERS * PER_OWNER
+    );
+    println!(
+        "  publish the desired sets:                 {:8.1} ms",
+        ms(publish)
+    );
+    println!(
+        "  initial sync, connect to all barriers:    {:8.1} ms  ({mods_initial} flow-mods)",
+        ms(initial)
+    );
+    println!(
+        "  one owner changed on every switch:        {:8.1} ms",
+        ms(everywhere)
+    );
+    println!(
+        "  fresh switches resynced by a new controller: {:8.1} ms",
+        ms(resync)
+    );
     println!(
         "  controller RSS: {:.0} MiB at start, {:.0} MiB synced ({:.0} MiB for the flows)",
         rss_start,
@@ -494,7 +533,11 @@ fn bench_emulated() {
     );
     println!(
         "  targets: initial sync <= 5 s: {}; RSS <= 200 MiB: {}",
-        if initial.as_secs_f64() <= 5.0 { "PASS" } else { "MISS" },
+        if initial.as_secs_f64() <= 5.0 {
+            "PASS"
+        } else {
+            "MISS"
+        },
         if rss_synced <= 200.0 { "PASS" } else { "MISS" }
     );
 }

@@ -57,6 +57,12 @@ pub struct ControllerConfig {
     /// Role to claim on connect (multi-controller operation); `None` keeps
     /// the switch's default (`EQUAL`).
     pub role: Option<(ControllerRole, u64)>,
+    /// After a switch connects, wait up to this long for its desired flows
+    /// to be republished before the first reconcile. A restarted controller
+    /// learns ports (and so which instance flows belong) only from the
+    /// switch itself; reconciling against the half-known desired set would
+    /// delete flows it re-adds moments later. `None` reconciles at once.
+    pub initial_desired_wait: Option<Duration>,
 }
 
 impl Default for ControllerConfig {
@@ -69,6 +75,7 @@ impl Default for ControllerConfig {
             packet_in_rate: 200,
             packet_in_burst: 400,
             role: None,
+            initial_desired_wait: None,
         }
     }
 }

@@ -380,11 +380,13 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+        // Until the publisher has seen this switch (or the wait is over),
+        // the desired set may lack what depends on the switch's ports.
+        let mut hold_until = config.initial_desired_wait.map(|wait| Instant::now() + wait);
         let result: Result<(), SessionError> = async {
-            self.start_round(&mut reconciler, &mut round_started).await?;
-            self.update_info(&info, &reconciler);
-            if reconciler.in_sync() {
-                let _ = synced_tx.send(generation);
+            if hold_until.is_none() {
+                self.advance(&mut reconciler, &mut round_started, &info, &synced_tx, generation)
+                    .await?;
             }
             loop {
                 while let Some(msg) = self.frames.next()? {
@@ -393,11 +395,8 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
                     let (consumed, report) = reconciler.on_message(&msg);
                     if let Some(report) = report {
                         self.finish_round(dpid, report, &mut round_started);
-                        self.start_round(&mut reconciler, &mut round_started).await?;
-                        self.update_info(&info, &reconciler);
-                        if reconciler.in_sync() {
-                            let _ = synced_tx.send(generation);
-                        }
+                        self.advance(&mut reconciler, &mut round_started, &info, &synced_tx, generation)
+                            .await?;
                     }
                     self.handle(dpid, msg, consumed, &info, &mut packet_ins).await?;
                 }
@@ -411,14 +410,12 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
                     }
                     changed = desired_rx.changed() => {
                         if changed.is_ok() {
+                            hold_until = None;
                             let published = desired_rx.borrow_and_update().clone();
                             generation = published.generation;
                             reconciler.set_desired(published.flows);
-                            self.start_round(&mut reconciler, &mut round_started).await?;
-                            self.update_info(&info, &reconciler);
-                            if reconciler.in_sync() {
-                                let _ = synced_tx.send(generation);
-                            }
+                            self.advance(&mut reconciler, &mut round_started, &info, &synced_tx, generation)
+                                .await?;
                         }
                     }
                     cmd = cmd_rx.recv() => match cmd {
@@ -428,6 +425,15 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
                         Some(Command::Close) | None => return Err(SessionError::Replaced),
                     },
                     _ = tick.tick() => {
+                        if hold_until.is_some_and(|t| Instant::now() >= t) {
+                            hold_until = None;
+                            tracing::warn!(
+                                datapath_id = format_args!("{dpid:016x}"),
+                                "no desired flows published for this switch in time; reconciling with what is known"
+                            );
+                            self.advance(&mut reconciler, &mut round_started, &info, &synced_tx, generation)
+                                .await?;
+                        }
                         let silent = self.last_heard.elapsed();
                         if silent >= config.dead_after {
                             return Err(SessionError::Dead(silent));
@@ -525,6 +531,24 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
             datapath_id: dpid,
             report: Arc::new(report),
         });
+    }
+
+    /// Starts the next round if one is due, and tells waiters when the
+    /// switch holds the desired set of `generation`.
+    async fn advance(
+        &mut self,
+        reconciler: &mut Reconciler,
+        round_started: &mut Option<Instant>,
+        info: &Mutex<SwitchInfo>,
+        synced: &watch::Sender<u64>,
+        generation: u64,
+    ) -> Result<(), SessionError> {
+        self.start_round(reconciler, round_started).await?;
+        self.update_info(info, reconciler);
+        if reconciler.in_sync() {
+            let _ = synced.send(generation);
+        }
+        Ok(())
     }
 
     fn update_info(&self, info: &Mutex<SwitchInfo>, reconciler: &Reconciler) {

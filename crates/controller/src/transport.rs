@@ -80,7 +80,11 @@ impl Listener {
                 // A deep backlog: after a controller restart every switch
                 // reconnects at once, and the default (128) would turn
                 // away the rest for a backoff period.
-                let socket = if a.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+                let socket = if a.is_ipv4() {
+                    TcpSocket::new_v4()?
+                } else {
+                    TcpSocket::new_v6()?
+                };
                 socket.set_reuseaddr(true)?;
                 socket.bind(*a)?;
                 socket.listen(LISTEN_BACKLOG).map(Listener::Tcp)

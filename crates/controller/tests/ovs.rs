@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Bed, DPID, FORWARDING, Harness, OTHER, forwarding_flows, other_flows};
+use common::{Bed, DPID, FORWARDING, Harness, OTHER, duration_of, forwarding_flows, other_flows, packets_of};
 use controller::{ControllerConfig, ControllerEvent, Flow};
 use openflow::{Action, Instruction, Match, Message, OfpMessage, PacketOut, PortNo, Version};
 
@@ -71,20 +71,6 @@ fn installs_the_desired_flows_and_only_changes_what_changed() {
     // Removing an owner removes exactly its flows.
     h.publish_and_sync(DPID, |set| set.remove_owner(OTHER));
     assert_eq!(bed.dump().len(), 2);
-}
-
-fn field<'a>(flow: &'a str, name: &str) -> &'a str {
-    flow.split([',', ' '])
-        .find_map(|kv| kv.strip_prefix(name))
-        .unwrap_or_else(|| panic!("no {name} in {flow}"))
-}
-
-fn duration_of(flow: &str) -> f64 {
-    field(flow, "duration=").trim_end_matches('s').parse().unwrap()
-}
-
-fn packets_of(flow: &str) -> u64 {
-    field(flow, "n_packets=").parse().unwrap()
 }
 
 #[test]
@@ -313,4 +299,35 @@ fn metrics_render_as_prometheus_text() {
         text.contains("flowgate_reconcile_duration_seconds_count 1"),
         "{text}"
     );
+}
+
+#[test]
+fn a_restarted_controller_waits_for_its_publisher_before_touching_flows() {
+    let bed = Bed::new();
+    let first = Harness::start(bed.socket.clone(), ControllerConfig::default());
+    bed.connect();
+    first.publish_and_sync(DPID, |set| set.set_owner(FORWARDING, forwarding_flows()));
+    drop(first);
+
+    // The new controller knows nothing yet; its publisher (the data plane)
+    // republishes only once it has seen the switch.
+    let config = ControllerConfig {
+        initial_desired_wait: Some(Duration::from_secs(60)),
+        ..ControllerConfig::default()
+    };
+    let mut second = Harness::start(bed.socket.clone(), config);
+    second.wait_event(Duration::from_secs(30), |e| {
+        matches!(e, ControllerEvent::SwitchConnected { datapath_id, .. } if *datapath_id == DPID)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(bed.dump().len(), 2, "an empty desired set deleted nothing");
+    assert_eq!(second.controller.metrics().flow_mods_total(), 0);
+
+    second.publish_and_sync(DPID, |set| set.set_owner(FORWARDING, forwarding_flows()));
+    assert_eq!(
+        second.controller.metrics().flow_mods_total(),
+        0,
+        "the same flows: nothing to send"
+    );
+    assert!(bed.h1.ping(bed.h2.ip()).is_ok());
 }

@@ -2,6 +2,7 @@
 //! events in, compiled flows out to the controller, bindings back to the
 //! store, ARP for the public gateway and for moved Elastic IPs.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use compiler::{OwnerKind, elastic_ip_mac};
@@ -54,8 +55,15 @@ pub async fn run(store: Store, controller: Controller, config: DataplaneConfig) 
         tracing::info!(revision, "data plane loaded the model");
         let mut arp_timer = tokio::time::interval(config.arp_refresh);
         arp_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Switches seen since the last step: once their flows are
+        // published, their sessions may reconcile (see
+        // `ControllerConfig::initial_desired_wait`).
+        let mut connected: Vec<u64> = controller.switches().iter().map(|s| s.datapath_id).collect();
         loop {
             step(&store, &controller, &config, &mut translator);
+            for dpid in connected.drain(..) {
+                controller.desired().update(dpid, |_| {});
+            }
             tokio::select! {
                 event = feed.recv() => match event {
                     Ok(event) => {
@@ -76,11 +84,17 @@ pub async fn run(store: Store, controller: Controller, config: DataplaneConfig) 
                     Err(RecvError::Closed) => return,
                 },
                 event = events.recv() => match event {
-                    Ok(event) => on_event(&mut translator, event),
+                    Ok(event) => {
+                        if let ControllerEvent::SwitchConnected { datapath_id, .. } = &event {
+                            connected.push(*datapath_id);
+                        }
+                        on_event(&mut translator, event);
+                    }
                     Err(RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "data plane missed switch events; re-reading the switches");
                         for switch in controller.switches() {
                             translator.switch_connected(switch.datapath_id, &switch.ports);
+                            connected.push(switch.datapath_id);
                         }
                     }
                     Err(RecvError::Closed) => return,
@@ -118,6 +132,8 @@ fn on_event(translator: &mut Translator, event: ControllerEvent) {
 /// Compiles what changed and acts on it.
 fn step(store: &Store, controller: &Controller, config: &DataplaneConfig, translator: &mut Translator) {
     let (updates, bindings) = translator.flush();
+    // One publication per switch, however many owners changed on it.
+    let mut by_switch: BTreeMap<u64, Vec<(u64, Vec<Flow>)>> = BTreeMap::new();
     for update in &updates {
         let flows: Vec<Flow> = update
             .flows
@@ -131,9 +147,19 @@ fn step(store: &Store, controller: &Controller, config: &DataplaneConfig, transl
                 )
             })
             .collect();
-        controller
-            .desired()
-            .update(update.datapath_id, |set| set.set_owner(update.cookie, flows));
+        by_switch
+            .entry(update.datapath_id)
+            .or_default()
+            .push((update.cookie, flows));
+    }
+    for (dpid, owners) in by_switch {
+        controller.desired().update(dpid, |set| {
+            for (cookie, flows) in owners {
+                set.set_owner(cookie, flows);
+            }
+        });
+    }
+    for update in &updates {
         // An Elastic IP that (re)appears somewhere announces itself there.
         if update.owner.kind == OwnerKind::Address
             && !update.flows.is_empty()

@@ -261,6 +261,9 @@ impl Config {
             use_bundles: self.openflow.bundles,
             packet_in_rate: self.openflow.packet_in_rate,
             packet_in_burst: self.openflow.packet_in_rate.saturating_mul(2),
+            // The data plane republishes a switch's flows as soon as it has
+            // seen the switch's ports; this only bounds a stuck data plane.
+            initial_desired_wait: Some(Duration::from_secs(5)),
             ..controller::ControllerConfig::default()
         }
     }

@@ -176,3 +176,20 @@ pub fn ping_counts(output: &str) -> (u32, u32) {
         .collect();
     (nums[0], nums[1])
 }
+
+/// The value of `name` (e.g. `"duration="`) in a flow as `ovs-ofctl` prints it.
+pub fn field<'a>(flow: &'a str, name: &str) -> &'a str {
+    flow.split([',', ' '])
+        .find_map(|kv| kv.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name} in {flow}"))
+}
+
+/// A printed flow's age in seconds.
+pub fn duration_of(flow: &str) -> f64 {
+    field(flow, "duration=").trim_end_matches('s').parse().unwrap()
+}
+
+/// A printed flow's packet counter.
+pub fn packets_of(flow: &str) -> u64 {
+    field(flow, "n_packets=").parse().unwrap()
+}
