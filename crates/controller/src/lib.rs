@@ -13,6 +13,9 @@
 //!   atomic bundle and confirmed by a barrier. A controller restart with
 //!   nothing changed therefore sends no flow-mod, and a switch that restarts
 //!   gets its flows back.
+//! * Flow counters are read on demand ([`Controller::flow_stats`],
+//!   [`Controller::flow_counters`]): since every flow's cookie names its
+//!   owner, summing per cookie gives per-owner packet counts.
 //! * Events (switches, ports, packet-ins, rejected flows) go to subscribers
 //!   of [`Controller::subscribe`]; metrics render as Prometheus text.
 //!
@@ -25,18 +28,20 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod reconcile;
 mod session;
+pub mod stats;
 pub mod transport;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openflow::{ControllerRole, PacketIn, PacketOut, Port};
+use openflow::{ControllerRole, FlowStats, FlowStatsRequest, PacketIn, PacketOut, Port};
 use tokio::sync::{broadcast, mpsc, watch};
 
 pub use flow::{Flow, FlowSet};
 pub use metrics::Metrics;
 pub use reconcile::{Op, Rejection, RoundReport};
+pub use stats::{FlowCounters, StatsError, counters_by_cookie};
 pub use transport::{ListenAddr, Listener};
 
 /// How the controller treats its switches.
@@ -132,6 +137,9 @@ pub enum ControllerError {
     /// Binding or accepting failed.
     #[error("OpenFlow listener: {0}")]
     Io(#[from] std::io::Error),
+    /// A switch could not give flow statistics.
+    #[error("switch {0:016x}: {1}")]
+    Stats(u64, StatsError),
 }
 
 /// A published desired flow set with its generation number.
@@ -319,16 +327,84 @@ impl Controller {
 
     /// Sends a packet out of a switch.
     pub async fn packet_out(&self, datapath_id: u64, packet: PacketOut) -> Result<(), ControllerError> {
-        let tx = {
-            let sessions = self.shared.sessions.lock().unwrap_or_else(|e| e.into_inner());
-            sessions
-                .get(&datapath_id)
-                .map(|h| h.commands.clone())
-                .ok_or(ControllerError::NotConnected(datapath_id))?
-        };
+        let tx = self.commands(datapath_id)?;
         tx.send(session::Command::PacketOut(packet))
             .await
             .map_err(|_| ControllerError::NotConnected(datapath_id))
+    }
+
+    fn commands(&self, datapath_id: u64) -> Result<mpsc::Sender<session::Command>, ControllerError> {
+        let sessions = self.shared.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions
+            .get(&datapath_id)
+            .map(|h| h.commands.clone())
+            .ok_or(ControllerError::NotConnected(datapath_id))
+    }
+
+    /// Reads the flows `request` selects from a switch, with their
+    /// counters, waiting at most `timeout` for the whole answer.
+    pub async fn flow_stats(
+        &self,
+        datapath_id: u64,
+        request: FlowStatsRequest,
+        timeout: Duration,
+    ) -> Result<Vec<FlowStats>, ControllerError> {
+        let tx = self.commands(datapath_id)?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let ask = async {
+            tx.send(session::Command::FlowStats { request, reply })
+                .await
+                .map_err(|_| ControllerError::NotConnected(datapath_id))?;
+            // The sender is dropped unanswered when the session ends.
+            answer
+                .await
+                .map_err(|_| ControllerError::NotConnected(datapath_id))?
+                .map_err(|e| ControllerError::Stats(datapath_id, e))
+        };
+        tokio::time::timeout(timeout, ask)
+            .await
+            .map_err(|_| ControllerError::Timeout(datapath_id))?
+    }
+
+    /// Packet and byte counters of the flows whose cookie matches `cookie`
+    /// under `cookie_mask`, summed per cookie over every connected switch
+    /// (asked all at once). Fails if any switch does not answer within
+    /// `timeout`: a sum that silently missed a switch would undercount.
+    pub async fn flow_counters(
+        &self,
+        cookie: u64,
+        cookie_mask: u64,
+        timeout: Duration,
+    ) -> Result<BTreeMap<u64, FlowCounters>, ControllerError> {
+        let request = FlowStatsRequest {
+            cookie,
+            cookie_mask,
+            ..FlowStatsRequest::all()
+        };
+        let mut asks = tokio::task::JoinSet::new();
+        for switch in self.switches() {
+            let (controller, request) = (self.clone(), request.clone());
+            asks.spawn(async move {
+                controller
+                    .flow_stats(switch.datapath_id, request, timeout)
+                    .await
+                    .map(|flows| counters_by_cookie(&flows))
+            });
+        }
+        let mut total: BTreeMap<u64, FlowCounters> = BTreeMap::new();
+        while let Some(answer) = asks.join_next().await {
+            let per_cookie = match answer {
+                Ok(result) => result?,
+                // Only a bug panics in there: let it surface as one.
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // Nothing aborts these tasks while the set is alive.
+                Err(_) => return Err(ControllerError::Timeout(0)),
+            };
+            for (cookie, counters) in per_cookie {
+                total.entry(cookie).or_default().add(counters);
+            }
+        }
+        Ok(total)
     }
 
     /// Waits until the switch holds (at least) generation `generation` of

@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::ratelimit::TokenBucket;
 use crate::reconcile::{Next, Reconciler, RoundReport};
+use crate::stats::{PendingStats, StatsResult};
 use crate::{ControllerEvent, Published, SessionHandle, Shared, SwitchInfo};
 
 /// The only version flowgate speaks; 1.4 bundles are used through the
@@ -42,6 +43,11 @@ const READ_CHUNK: usize = 64 * 1024;
 pub(crate) enum Command {
     /// Send a packet out of the switch.
     PacketOut(PacketOut),
+    /// Read flow statistics; the assembled answer goes to `reply`.
+    FlowStats {
+        request: FlowStatsRequest,
+        reply: tokio::sync::oneshot::Sender<StatsResult>,
+    },
     /// Another session took over this datapath id: end this one.
     Close,
 }
@@ -166,6 +172,7 @@ where
         },
         datapath_id: None,
         last_heard: Instant::now(),
+        stats: PendingStats::default(),
     };
     let result = session.run().await;
     let dpid = session.datapath_id;
@@ -197,6 +204,8 @@ struct Session<S> {
     writer: Writer<S>,
     datapath_id: Option<u64>,
     last_heard: Instant,
+    /// Flow statistics requests sent on behalf of the rest of the controller.
+    stats: PendingStats,
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
@@ -392,6 +401,9 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
                 while let Some(msg) = self.frames.next()? {
                     self.last_heard = Instant::now();
                     echo_outstanding = false;
+                    let Some(msg) = self.stats.offer(msg, VERSION) else {
+                        continue;
+                    };
                     let (consumed, report) = reconciler.on_message(&msg);
                     if let Some(report) = report {
                         self.finish_round(dpid, report, &mut round_started);
@@ -422,9 +434,18 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
                         Some(Command::PacketOut(p)) => {
                             self.writer.send_one(Message::PacketOut(p)).await?;
                         }
+                        Some(Command::FlowStats { request, reply }) => {
+                            let body = MultipartRequestBody::Flow(request);
+                            let xid = self
+                                .writer
+                                .send_one(Message::MultipartRequest(MultipartRequest::new(body)))
+                                .await?;
+                            self.stats.register(xid, reply);
+                        }
                         Some(Command::Close) | None => return Err(SessionError::Replaced),
                     },
                     _ = tick.tick() => {
+                        self.stats.prune();
                         if hold_until.is_some_and(|t| Instant::now() >= t) {
                             hold_until = None;
                             tracing::warn!(
