@@ -24,7 +24,7 @@ pub mod ports;
 pub mod stage;
 
 pub use compiler::{Compiler, FlowSpec, Snapshot, Update};
-pub use cookie::{OwnerKey, OwnerKind, cookie_kind};
+pub use cookie::{COOKIE_KIND_MASK, OwnerKey, OwnerKind, cookie_kind, settled_cookies};
 pub use input::{
     Address, Cidr, Direction, Group, Hypervisor, Instance, Network, Peer, PublicGateway, Rule, Service,
 };
