@@ -5,6 +5,9 @@
 //!   lightweight: the demo and the tests use it.
 //! * [`external`]: the operator's virtualization runs the VM and plugs its
 //!   port with the name flowgate assigned; flowgate only binds it.
+//! * [`iface_ids`]: for external hypervisors, which port carries which
+//!   instance's `external_ids:iface-id`, read from their Open vSwitch
+//!   database.
 //! * [`drivers`]: the one driver `flowgate serve` runs, choosing between
 //!   them by the instance's hypervisor.
 //!
@@ -14,6 +17,7 @@
 mod cmd;
 pub mod drivers;
 pub mod external;
+pub mod iface_ids;
 pub mod netns;
 
 pub use drivers::Drivers;

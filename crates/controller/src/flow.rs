@@ -41,6 +41,9 @@ impl Flow {
     /// equal to what the switch reports back.
     pub fn new(table: u8, priority: u16, match_: Match, instructions: Vec<Instruction>) -> Flow {
         let match_ = match_.canonical();
+        // Switches report some actions in another spelling than they were
+        // sent in; both must fingerprint alike.
+        let instructions: Vec<Instruction> = instructions.into_iter().map(Instruction::canonical).collect();
         let (key, body) = SCRATCH.with(|scratch| {
             let mut buf = scratch.borrow_mut();
             buf.clear();

@@ -62,8 +62,8 @@ pub struct ControllerConfig {
     /// Role to claim on connect (multi-controller operation); `None` keeps
     /// the switch's default (`EQUAL`).
     pub role: Option<(ControllerRole, u64)>,
-    /// After a switch connects, wait up to this long for its desired flows
-    /// to be republished before the first reconcile. A restarted controller
+    /// After a switch connects, wait up to this long for the publisher to
+    /// [`DesiredState::release`] it before the first reconcile. A restarted controller
     /// learns ports (and so which instance flows belong) only from the
     /// switch itself; reconciling against the half-known desired set would
     /// delete flows it re-adds moments later. `None` reconciles at once.
@@ -147,6 +147,9 @@ pub enum ControllerError {
 pub(crate) struct Published {
     pub(crate) generation: u64,
     pub(crate) flows: Arc<FlowSet>,
+    /// How many times the publisher declared the set complete for a newly
+    /// connected switch ([`DesiredState::release`]).
+    pub(crate) releases: u64,
 }
 
 /// The desired flow sets of every datapath. Publishing stores the new set
@@ -182,6 +185,13 @@ impl DesiredState {
             generation = p.generation;
         });
         generation
+    }
+
+    /// Declares the datapath's flow set complete for a switch that just
+    /// connected: a session holding its first reconcile
+    /// ([`ControllerConfig::initial_desired_wait`]) goes ahead.
+    pub fn release(&self, datapath_id: u64) {
+        self.sender(datapath_id).send_modify(|p| p.releases += 1);
     }
 
     /// The current flow set of a datapath.

@@ -337,6 +337,7 @@ impl Reconciler {
                     if d.cookie != i.cookie {
                         ops.push(Op::Add(d.flow.clone()));
                     } else if d.body != i.body {
+                        tracing::debug!(desired = ?d.flow, installed = ?i.flow, "flow differs: modify");
                         ops.push(Op::Modify(d.flow.clone()));
                     }
                 }

@@ -173,6 +173,7 @@ where
         datapath_id: None,
         last_heard: Instant::now(),
         stats: PendingStats::default(),
+        synced_once: false,
     };
     let result = session.run().await;
     let dpid = session.datapath_id;
@@ -206,6 +207,8 @@ struct Session<S> {
     last_heard: Instant,
     /// Flow statistics requests sent on behalf of the rest of the controller.
     stats: PendingStats,
+    /// Whether the switch has been in sync since it connected (logged once).
+    synced_once: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
@@ -392,6 +395,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
         // Until the publisher has seen this switch (or the wait is over),
         // the desired set may lack what depends on the switch's ports.
         let mut hold_until = config.initial_desired_wait.map(|wait| Instant::now() + wait);
+        let releases_at_connect = published.releases;
         let result: Result<(), SessionError> = async {
             if hold_until.is_none() {
                 self.advance(&mut reconciler, &mut round_started, &info, &synced_tx, generation)
@@ -422,12 +426,16 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
                     }
                     changed = desired_rx.changed() => {
                         if changed.is_ok() {
-                            hold_until = None;
                             let published = desired_rx.borrow_and_update().clone();
+                            if published.releases > releases_at_connect {
+                                hold_until = None;
+                            }
                             generation = published.generation;
                             reconciler.set_desired(published.flows);
-                            self.advance(&mut reconciler, &mut round_started, &info, &synced_tx, generation)
-                                .await?;
+                            if hold_until.is_none() {
+                                self.advance(&mut reconciler, &mut round_started, &info, &synced_tx, generation)
+                                    .await?;
+                            }
                         }
                     }
                     cmd = cmd_rx.recv() => match cmd {
@@ -568,6 +576,13 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
         self.update_info(info, reconciler);
         if reconciler.in_sync() {
             let _ = synced.send(generation);
+            if !std::mem::replace(&mut self.synced_once, true) {
+                tracing::info!(
+                    datapath_id = format_args!("{:016x}", self.datapath_id.unwrap_or_default()),
+                    flows = reconciler.installed_len(),
+                    "switch in sync"
+                );
+            }
         }
         Ok(())
     }

@@ -316,14 +316,34 @@ fn a_restarted_controller_waits_for_its_publisher_before_touching_flows() {
         ..ControllerConfig::default()
     };
     let mut second = Harness::start(bed.socket.clone(), config);
-    second.wait_event(Duration::from_secs(30), |e| {
-        matches!(e, ControllerEvent::SwitchConnected { datapath_id, .. } if *datapath_id == DPID)
-    });
+    second.wait_event(
+        Duration::from_secs(30),
+        |e| matches!(e, ControllerEvent::SwitchConnected { datapath_id, .. } if *datapath_id == DPID),
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(bed.dump().len(), 2, "an empty desired set deleted nothing");
     assert_eq!(second.controller.metrics().flow_mods_total(), 0);
 
-    second.publish_and_sync(DPID, |set| set.set_owner(FORWARDING, forwarding_flows()));
+    // Publishing alone does not end the wait: the publisher may still be
+    // learning what the switch needs.
+    let desired = second.controller.desired();
+    desired.update(DPID, |set| set.set_owner(OTHER, other_flows(3, 7)));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(bed.dump().len(), 2, "a partial set is not applied");
+
+    let generation = desired.update(DPID, |set| {
+        set.remove_owner(OTHER);
+        set.set_owner(FORWARDING, forwarding_flows());
+    });
+    desired.release(DPID);
+    second
+        .rt
+        .block_on(
+            second
+                .controller
+                .wait_synced(DPID, generation, Duration::from_secs(20)),
+        )
+        .expect("in sync once released");
     assert_eq!(
         second.controller.metrics().flow_mods_total(),
         0,

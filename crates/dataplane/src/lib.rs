@@ -15,5 +15,5 @@ pub mod arp;
 mod runner;
 pub mod translate;
 
-pub use runner::{DataplaneConfig, run};
+pub use runner::{DataplaneConfig, IfaceIds, run};
 pub use translate::{BindingChange, Translator};

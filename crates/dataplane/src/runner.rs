@@ -3,7 +3,7 @@
 //! store, ARP for the public gateway and for moved Elastic IPs.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use compiler::{OwnerKind, elastic_ip_mac};
 use controller::{Controller, ControllerEvent, Flow};
@@ -12,6 +12,7 @@ use openflow::port::port_reason;
 use openflow::{Action, MacAddr, OFP_NO_BUFFER, PacketOut, PortNo};
 use store::Store;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 
 use crate::arp;
 use crate::translate::{BindingChange, Translator};
@@ -42,28 +43,70 @@ impl Default for DataplaneConfig {
     }
 }
 
-/// Runs until the store's change feed closes.
-pub async fn run(store: Store, controller: Controller, config: DataplaneConfig) {
+/// Port name -> `external_ids:iface-id`, per hypervisor name (see
+/// `compute::iface_ids`).
+pub type IfaceIds = BTreeMap<String, BTreeMap<String, String>>;
+
+/// A switch's session is released to reconcile at the latest this long
+/// after it connected, whatever is still unknown (it must stay below
+/// `ControllerConfig::initial_desired_wait`).
+const RELEASE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs until the store's change feed closes. `iface_ids` says which ports
+/// carry an instance id in their `external_ids:iface-id` (a closed channel
+/// means none do).
+pub async fn run(
+    store: Store,
+    controller: Controller,
+    config: DataplaneConfig,
+    mut iface_ids: watch::Receiver<IfaceIds>,
+) {
     let mut events = controller.subscribe();
+    let mut iface_ids_open = true;
+    // The watcher's first reading, even an empty one, counts as knowing.
+    let mut iface_ids_known = false;
     'reload: loop {
         let (snapshot, revision, mut feed) = store.subscribe();
         let mut translator = Translator::new(config.public_gateway_mac);
         translator.load(&snapshot);
+        translator.set_iface_ids(&iface_ids.borrow_and_update());
         for switch in controller.switches() {
             translator.switch_connected(switch.datapath_id, &switch.ports);
         }
         tracing::info!(revision, "data plane loaded the model");
         let mut arp_timer = tokio::time::interval(config.arp_refresh);
         arp_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Switches seen since the last step: once their flows are
-        // published, their sessions may reconcile (see
-        // `ControllerConfig::initial_desired_wait`).
-        let mut connected: Vec<u64> = controller.switches().iter().map(|s| s.datapath_id).collect();
+        // Switches seen but whose sessions still hold their first
+        // reconcile (see `ControllerConfig::initial_desired_wait`): they
+        // are released once their flows are published with everything a
+        // restart forgets (the public gateway's MAC, iface-id bindings), or
+        // at a deadline.
+        let mut holding: Vec<(u64, Instant)> = controller
+            .switches()
+            .iter()
+            .map(|s| (s.datapath_id, Instant::now() + RELEASE_DEADLINE))
+            .collect();
         loop {
             step(&store, &controller, &config, &mut translator);
-            for dpid in connected.drain(..) {
-                controller.desired().update(dpid, |_| {});
-            }
+            let learned = iface_ids_known
+                && (translator.gateway_mac().is_some() || translator.public_gateway_ip().is_none());
+            let now = Instant::now();
+            holding.retain(|&(dpid, deadline)| {
+                let release = learned || now >= deadline;
+                if release {
+                    controller.desired().release(dpid);
+                }
+                !release
+            });
+            let next_release = holding.iter().map(|&(_, d)| d).min();
             tokio::select! {
                 event = feed.recv() => match event {
                     Ok(event) => {
@@ -85,21 +128,34 @@ pub async fn run(store: Store, controller: Controller, config: DataplaneConfig) 
                 },
                 event = events.recv() => match event {
                     Ok(event) => {
-                        if let ControllerEvent::SwitchConnected { datapath_id, .. } = &event {
-                            connected.push(*datapath_id);
-                        }
+                        let connected = match &event {
+                            ControllerEvent::SwitchConnected { datapath_id, .. } => Some(*datapath_id),
+                            _ => None,
+                        };
                         on_event(&mut translator, event);
+                        if let Some(dpid) = connected {
+                            holding.push((dpid, Instant::now() + RELEASE_DEADLINE));
+                            resolve_gateway(&controller, &translator);
+                        }
                     }
                     Err(RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "data plane missed switch events; re-reading the switches");
                         for switch in controller.switches() {
                             translator.switch_connected(switch.datapath_id, &switch.ports);
-                            connected.push(switch.datapath_id);
+                            holding.push((switch.datapath_id, Instant::now() + RELEASE_DEADLINE));
                         }
                     }
                     Err(RecvError::Closed) => return,
                 },
+                changed = iface_ids.changed(), if iface_ids_open => {
+                    iface_ids_known = true;
+                    match changed {
+                        Ok(()) => translator.set_iface_ids(&iface_ids.borrow_and_update()),
+                        Err(_) => iface_ids_open = false,
+                    }
+                }
                 _ = arp_timer.tick() => resolve_gateway(&controller, &translator),
+                _ = sleep_until_some(next_release) => {}
             }
         }
     }
@@ -173,13 +229,20 @@ fn step(store: &Store, controller: &Controller, config: &DataplaneConfig, transl
     }
 }
 
-/// An instance whose port appeared is running.
+/// An instance whose port appeared is running; a running instance whose
+/// port went away (its VM was unplugged or stopped outside flowgate) is
+/// pending again until the port comes back.
 fn record_binding(store: &Store, binding: BindingChange) {
-    let Some((dpid, port)) = binding.port else {
-        tracing::info!(instance = %binding.instance, "instance port gone");
-        return;
+    let (from, to) = match binding.port {
+        Some((dpid, port)) => {
+            tracing::info!(instance = %binding.instance, datapath_id = format_args!("{dpid:016x}"), port, "instance bound");
+            (InstanceState::Pending, InstanceState::Running)
+        }
+        None => {
+            tracing::info!(instance = %binding.instance, "instance port gone");
+            (InstanceState::Running, InstanceState::Pending)
+        }
     };
-    tracing::info!(instance = %binding.instance, datapath_id = format_args!("{dpid:016x}"), port, "instance bound");
     let Ok(id) = InstanceId::parse(&binding.instance) else {
         return;
     };
@@ -187,20 +250,19 @@ fn record_binding(store: &Store, binding: BindingChange) {
     tokio::spawn(async move {
         let result = store
             .mutate(move |state: &mut State| {
-                let pending = state
+                let current = state
                     .instance_owner(&id)
                     .cloned()
-                    .and_then(|owner| state.resolve_instance(&owner, &id).ok().map(|i| i.state))
-                    == Some(InstanceState::Pending);
-                if pending {
-                    state.set_instance_state(&id, InstanceState::Running, now_ms())
+                    .and_then(|owner| state.resolve_instance(&owner, &id).ok().map(|i| i.state));
+                if current == Some(from) {
+                    state.set_instance_state(&id, to, now_ms())
                 } else {
                     Ok(())
                 }
             })
             .await;
         if let Err(err) = result {
-            tracing::warn!(error = %err, "could not record an instance as running");
+            tracing::warn!(error = %err, state = ?to, "could not record an instance's new state");
         }
     });
 }

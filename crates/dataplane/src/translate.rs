@@ -43,6 +43,9 @@ pub struct Translator {
     gateway_mac: Option<MacAddr>,
     static_gateway_mac: Option<MacAddr>,
     bound: BTreeMap<String, (u64, u32)>,
+    /// Per hypervisor, instance id -> the port whose
+    /// `external_ids:iface-id` names it (external hypervisors).
+    iface_ports: BTreeMap<String, BTreeMap<String, String>>,
     /// Instances whose binding may have changed since the last flush.
     rebind: BTreeSet<String>,
 }
@@ -153,13 +156,43 @@ impl Translator {
         Some((dpid, uplink))
     }
 
-    /// The port an instance is plugged into: its interface name on its
-    /// hypervisor's bridge.
+    /// The port an instance is plugged into on its hypervisor's bridge: the
+    /// one with its interface name, or else the one whose `iface-id` names
+    /// it.
     fn binding(&self, inst: &Instance) -> Option<(u64, u32)> {
-        let hv = self.hypervisors.get(inst.hypervisor.as_deref()?)?;
+        let name = inst.hypervisor.as_deref()?;
+        let hv = self.hypervisors.get(name)?;
         let (dpid, _) = self.hypervisor_bridge(hv)?;
-        let port = *self.switches.get(&dpid)?.ports.get(&inst.interface_name)?;
-        Some((dpid, port))
+        let ports = &self.switches.get(&dpid)?.ports;
+        let port = ports.get(&inst.interface_name).or_else(|| {
+            let port_name = self.iface_ports.get(name)?.get(inst.id.as_str())?;
+            ports.get(port_name)
+        })?;
+        Some((dpid, *port))
+    }
+
+    /// The ports that carry an `external_ids:iface-id`, per hypervisor name
+    /// (port name -> iface-id), as read from the hypervisors' databases.
+    pub fn set_iface_ids(&mut self, ids: &BTreeMap<String, BTreeMap<String, String>>) {
+        let mut next: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for (hv, ports) in ids {
+            let by_instance = next.entry(hv.clone()).or_default();
+            for (port, iface_id) in ports {
+                by_instance.insert(iface_id.clone(), port.clone());
+            }
+        }
+        let changed: Vec<String> = next
+            .keys()
+            .chain(self.iface_ports.keys())
+            .filter(|hv| next.get(*hv) != self.iface_ports.get(*hv))
+            .cloned()
+            .collect();
+        self.iface_ports = next;
+        let mut compiler = std::mem::take(&mut self.compiler);
+        for hv in changed {
+            self.refresh_hypervisor(&mut compiler, &hv);
+        }
+        self.compiler = compiler;
     }
 
     fn compiler_instance(&self, inst: &Instance) -> compiler::Instance {

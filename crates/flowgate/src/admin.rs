@@ -51,6 +51,10 @@ enum AdminCommand {
     /// Hypervisors: Open vSwitch integration bridges that host instances.
     #[command(subcommand)]
     Hypervisor(HypervisorCommand),
+    /// Instances of every account, with where they run and the port name
+    /// their hypervisor must plug them in with.
+    #[command(subcommand)]
+    Instance(InstanceCommand),
     /// The store's revision and object counts.
     Status,
 }
@@ -72,6 +76,15 @@ enum AccountCommand {
         /// Delete its instances and addresses too.
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum InstanceCommand {
+    /// Lists instances (terminated ones while EC2 would still show them).
+    List {
+        /// Only this account's instances (owner id or name).
+        account: Option<String>,
     },
 }
 
@@ -268,6 +281,7 @@ async fn execute(store: &Store, config: &Config, command: AdminCommand) -> Resul
         AdminCommand::Network(c) => network(store, c).await,
         AdminCommand::Image(c) => image(store, c).await,
         AdminCommand::Hypervisor(c) => hypervisor(store, config, c).await,
+        AdminCommand::Instance(InstanceCommand::List { account }) => instance_list(store, account.as_deref()),
         AdminCommand::Status => {
             let state = store.read();
             let tenants: Vec<_> = state.tenants().collect();
@@ -560,6 +574,43 @@ async fn image(store: &Store, command: ImageCommand) -> Result<Output, String> {
             })
         }
     }
+}
+
+fn instance_list(store: &Store, account: Option<&str>) -> Result<Output, String> {
+    let state = store.read();
+    let mut json = Vec::new();
+    let mut text = String::new();
+    for tenant in state.tenants() {
+        let a = &tenant.account;
+        if account.is_some_and(|want| want != a.id.as_str() && want != a.name) {
+            continue;
+        }
+        for i in tenant.instances.values() {
+            json.push(json!({
+                "instance_id": i.id.as_str(),
+                "account": a.name,
+                "state": i.state.name(),
+                "hypervisor": i.hypervisor,
+                "interface_name": i.interface_name,
+                "private_ip": i.private_ip.to_string(),
+                "mac": i.mac.to_string(),
+            }));
+            text.push_str(&format!(
+                "{}  {}  {}  {}  port {}  {}  {}\n",
+                i.id.as_str(),
+                a.name,
+                i.state.name(),
+                i.hypervisor.as_deref().unwrap_or("-"),
+                i.interface_name,
+                i.private_ip,
+                i.mac
+            ));
+        }
+    }
+    Ok(Output {
+        json: Value::Array(json),
+        text,
+    })
 }
 
 fn hypervisor_json(h: &Hypervisor) -> Value {

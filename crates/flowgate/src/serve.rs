@@ -79,10 +79,19 @@ async fn serve(config: Config) -> Result<(), String> {
         ec2api::compute::OBSERVE_INTERVAL,
     ));
     let controller = start_controller(&config).await?;
+    // Ports of external hypervisors may name their instance only in
+    // external_ids:iface-id, which only the hypervisor's database tells.
+    let (iface_ids_tx, iface_ids_rx) = tokio::sync::watch::channel(dataplane::IfaceIds::new());
+    tokio::spawn(compute::iface_ids::watch_iface_ids(
+        store.clone(),
+        iface_ids_tx,
+        compute::iface_ids::POLL_INTERVAL,
+    ));
     tokio::spawn(dataplane::run(
         store.clone(),
         controller.clone(),
         config.dataplane_config(),
+        iface_ids_rx,
     ));
     if let Some(addr) = config.metrics_listen()? {
         start_metrics(addr, controller.clone()).await?;
@@ -90,7 +99,12 @@ async fn serve(config: Config) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(api_config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", api_config.listen))?;
-    let api = Arc::new(Api::new(store, api_config.clone()).with_console(driver.clone()));
+    let counters = Arc::new(crate::counters::SwitchCounters::new(store.clone(), controller.clone()));
+    let api = Arc::new(
+        Api::new(store, api_config.clone())
+            .with_console(driver.clone())
+            .with_rule_counters(counters),
+    );
     tracing::info!(
         api = %api_config.listen,
         openflow = %config.openflow.listen,

@@ -262,6 +262,35 @@ pub enum Action {
 }
 
 impl Action {
+    /// The canonical form of this action, for comparing what a controller
+    /// sent with what a switch reports: field references in their
+    /// [preferred spelling](OxmHeader::canonical).
+    pub fn canonical(self) -> Action {
+        match self {
+            Action::RegMove {
+                n_bits,
+                src_ofs,
+                dst_ofs,
+                src,
+                dst,
+            } => Action::RegMove {
+                n_bits,
+                src_ofs,
+                dst_ofs,
+                src: src.canonical(),
+                dst: dst.canonical(),
+            },
+            Action::RegLoad { dst, value } => Action::RegLoad {
+                dst: Subfield {
+                    field: dst.field.canonical(),
+                    ..dst
+                },
+                value,
+            },
+            other => other,
+        }
+    }
+
     /// `output:port`.
     pub fn output(port: impl Into<PortNo>) -> Action {
         Action::Output {
@@ -865,6 +894,31 @@ mod tests {
         assert_eq!(Action::decode(&mut r, 0).unwrap(), action);
         assert!(r.is_empty());
         out
+    }
+
+    #[test]
+    fn canonical_moves_use_the_oxm_spelling_open_vswitch_reports_as_nxm() {
+        let sent = Action::RegMove {
+            n_bits: 48,
+            src_ofs: 0,
+            dst_ofs: 0,
+            src: FieldId::EthSrc.header(),
+            dst: FieldId::ArpTha.header(),
+        };
+        // What Open vSwitch 3.1 returns in FLOW stats for the above.
+        let reported = Action::RegMove {
+            n_bits: 48,
+            src_ofs: 0,
+            dst_ofs: 0,
+            src: OxmHeader::new(crate::oxm::OFPXMC_NXM_0, 2, false, 6),
+            dst: OxmHeader::new(crate::oxm::OFPXMC_NXM_1, 18, false, 6),
+        };
+        assert_ne!(sent, reported);
+        assert_eq!(sent.clone().canonical(), reported.canonical());
+        assert_eq!(sent.clone().canonical(), sent, "already canonical");
+        // Registers have one spelling only.
+        let reg = FieldId::Reg(3).header();
+        assert_eq!(reg.canonical(), reg);
     }
 
     #[test]

@@ -42,6 +42,20 @@ pub enum Instruction {
 }
 
 impl Instruction {
+    /// The canonical form of this instruction: its actions
+    /// [canonical](Action::canonical).
+    pub fn canonical(self) -> Instruction {
+        match self {
+            Instruction::ApplyActions(actions) => {
+                Instruction::ApplyActions(actions.into_iter().map(Action::canonical).collect())
+            }
+            Instruction::WriteActions(actions) => {
+                Instruction::WriteActions(actions.into_iter().map(Action::canonical).collect())
+            }
+            other => other,
+        }
+    }
+
     /// Appends one instruction.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let start = out.len();

@@ -60,6 +60,31 @@ impl OxmHeader {
         }
     }
 
+    /// The preferred spelling of the field this header names: Open vSwitch
+    /// reports fields in actions (`move`, `load`) with their old NXM
+    /// headers even when they were sent as OXM ones. Headers without a
+    /// known field stay as they are.
+    pub fn canonical(self) -> OxmHeader {
+        if self.experimenter.is_some() {
+            return self;
+        }
+        match FieldId::from_class_field(self.class, self.field) {
+            Some(id) => {
+                let preferred = id.header();
+                OxmHeader {
+                    has_mask: self.has_mask,
+                    length: if self.has_mask {
+                        preferred.length * 2
+                    } else {
+                        preferred.length
+                    },
+                    ..preferred
+                }
+            }
+            None => self,
+        }
+    }
+
     /// The first 32 bits as they appear on the wire.
     pub fn raw(&self) -> u32 {
         (u32::from(self.class) << 16)

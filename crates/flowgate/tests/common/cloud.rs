@@ -8,6 +8,9 @@ use testbed::topology::{EXTERNAL_HOST, EXTERNAL_NETWORK, PUBLIC_GATEWAY, PUBLIC_
 
 use super::{Keys, Server};
 
+/// The availability zone flowgate puts hypervisors in by default.
+pub const DEFAULT_ZONE: &str = "flowgate-1a";
+
 /// The test bed with flowgate serving it.
 pub struct Cloud {
     // Dropped in this order: the server first, then the lab.
@@ -23,7 +26,13 @@ impl Cloud {
     /// Starts the test bed and flowgate, registers a public pool, a private
     /// network 10.1.0.0/16 and every hypervisor.
     pub fn start() -> Cloud {
-        let topology = CloudTopology::start(2, 0xfa00).expect("the cloud test bed");
+        Cloud::start_with(&[("netns", DEFAULT_ZONE), ("netns", DEFAULT_ZONE)])
+    }
+
+    /// Like [`Cloud::start`], with a (driver, availability zone) per
+    /// hypervisor bridge.
+    pub fn start_with(hypervisors: &[(&str, &str)]) -> Cloud {
+        let topology = CloudTopology::start(hypervisors.len(), 0xfa00).expect("the cloud test bed");
         let lab = &topology.lab;
         let socket = lab.run_dir().join("flowgate-of.sock");
         // The lab's bridges reach the controller through a Unix socket in
@@ -43,7 +52,7 @@ impl Cloud {
         ]);
         server.admin(&["network", "add", "--cidr", "10.1.0.0/16", "--gateway", "10.1.0.1"]);
         let ovsdb = format!("unix:{}", lab.db_socket().display());
-        for hv in &topology.hypervisors {
+        for (hv, (driver, zone)) in topology.hypervisors.iter().zip(hypervisors) {
             server.admin(&[
                 "hypervisor",
                 "add",
@@ -53,7 +62,9 @@ impl Cloud {
                 "--uplink",
                 &hv.uplink,
                 "--driver",
-                "netns",
+                driver,
+                "--zone",
+                zone,
                 "--ovsdb",
                 &ovsdb,
                 "--netns",
@@ -87,6 +98,16 @@ impl Cloud {
             (
                 "FLOWGATE_OVSDB",
                 format!("unix:{}", self.topology.lab.db_socket().display()),
+            ),
+            ("FLOWGATE_LAB_NS", self.topology.lab.name().to_string()),
+            (
+                "FLOWGATE_ADMIN",
+                format!(
+                    "{} admin --config {} --data-dir {}",
+                    super::FLOWGATE,
+                    self.server.config.display(),
+                    self.server.data_dir().display()
+                ),
             ),
         ]
     }

@@ -288,7 +288,8 @@ impl Server {
         self.passed(script, out)
     }
 
-    /// Like [`Server::client_env`], and asserts the script passed.
+    /// Like [`Server::client_env`] without arguments, and asserts the
+    /// script passed.
     pub fn client_env_ok(
         &self,
         script: &str,
@@ -297,7 +298,20 @@ impl Server {
         env: &[(&str, String)],
         deadline: Duration,
     ) -> String {
-        let out = self.client_env(script, &[], accounts, image, env, deadline);
+        self.client_args_env_ok(script, &[], accounts, image, env, deadline)
+    }
+
+    /// Like [`Server::client_env`], and asserts the script passed.
+    pub fn client_args_env_ok(
+        &self,
+        script: &str,
+        args: &[&str],
+        accounts: &[(&str, &Keys)],
+        image: &str,
+        env: &[(&str, String)],
+        deadline: Duration,
+    ) -> String {
+        let out = self.client_env(script, args, accounts, image, env, deadline);
         self.passed(script, out)
     }
 
