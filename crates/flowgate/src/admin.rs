@@ -197,7 +197,10 @@ enum HypervisorCommand {
         /// How instances are started there.
         #[arg(long, default_value = "netns", value_parser = ["netns", "external"])]
         driver: String,
-        /// The Open vSwitch database of the bridge (netns driver; default: the system's).
+        /// The Open vSwitch database of the bridge, e.g. tcp:10.0.0.5:6640 (the
+        /// netns driver adds ports there; for the external driver flowgate
+        /// reads interfaces' external_ids:iface-id from it; default: the
+        /// system's).
         #[arg(long)]
         ovsdb: Option<String>,
         /// The network namespace the bridge's ovs-vswitchd runs in, when not
