@@ -5,9 +5,10 @@ Elastic IP the external host reaches through the public gateway, moved to
 an instance on the other hypervisor, then released."""
 import base64
 import os
+import re
 
 from common import boto3_client, check, main
-from netcheck import (Capture, Listener, bridge_of, eventually, http_get, namespaces, never, ns_of, pings,
+from netcheck import (Capture, Listener, bridge_of, eventually, flows, http_get, namespaces, never, ns_of, pings,
                       run_in, tcp_connects)
 
 EXTERNAL = os.environ["FLOWGATE_EXTERNAL_NS"]
@@ -35,6 +36,12 @@ def launch(ec2, sg_id):
     ns = ns_of(instance_id)
     eventually(f"the web server of {instance_id} listens", lambda: ":80 " in run_in(ns, "ss", "-ltn").stdout)
     return inst
+
+
+def addresses_of(instance):
+    """An instance's private IP and MAC(s), as they would appear in flows."""
+    macs = [n["MacAddress"] for n in instance.get("NetworkInterfaces", []) if "MacAddress" in n]
+    return [instance["PrivateIpAddress"], *macs]
 
 
 def scenario():
@@ -107,6 +114,13 @@ def scenario():
     eventually("the instances' namespaces removed", lambda: not (gone & namespaces()), timeout=10)
     check(bridge_of(ns_of(first_id)) is None and bridge_of(ns_of(second_id)) is None, "their ports are gone from the bridges")
     check(True, "terminated instances leave no namespace or port behind")
+    named = [re.compile(re.escape(a) + r"(?![0-9a-f])") for inst in (first, second) for a in addresses_of(inst)]
+    leftovers = [f for f in flows() if any(n.search(f) for n in named)]
+    check(not leftovers, f"nor any flow naming their addresses: {leftovers[:3]}")
+    again = ec2.run_instances(ImageId=os.environ["FLOWGATE_IMAGE_ID"], MinCount=1, MaxCount=1,
+                              PrivateIpAddress=first["PrivateIpAddress"])["Instances"][0]
+    check(again["PrivateIpAddress"] == first["PrivateIpAddress"], "and their private IPs can be handed out again")
+    ec2.terminate_instances(InstanceIds=[again["InstanceId"]])
 
 
 if __name__ == "__main__":

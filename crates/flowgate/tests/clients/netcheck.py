@@ -104,3 +104,14 @@ def bridge_of(port):
 def namespaces():
     r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10)
     return {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
+
+
+def flows():
+    """Every flow of every hypervisor bridge, as `ovs-ofctl dump-flows` prints them."""
+    env = dict(os.environ, OVS_RUNDIR=os.environ["FLOWGATE_OVS_RUNDIR"])
+    lines = []
+    for bridge in os.environ["FLOWGATE_BRIDGES"].split():
+        r = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", bridge], capture_output=True, text=True,
+                           timeout=10, env=env, check=True)
+        lines += [line.strip() for line in r.stdout.splitlines() if "cookie=" in line]
+    return lines

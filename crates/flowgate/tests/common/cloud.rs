@@ -101,6 +101,19 @@ impl Cloud {
             ),
             ("FLOWGATE_LAB_NS", self.topology.lab.name().to_string()),
             (
+                "FLOWGATE_OVS_RUNDIR",
+                self.topology.lab.run_dir().display().to_string(),
+            ),
+            (
+                "FLOWGATE_BRIDGES",
+                self.topology
+                    .hypervisors
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            (
                 "FLOWGATE_ADMIN",
                 format!(
                     "{} admin --config {} --data-dir {}",
