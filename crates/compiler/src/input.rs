@@ -162,6 +162,32 @@ pub enum Peer {
     Group(String),
 }
 
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let any = |v: Option<u8>| v.map_or_else(|| "any".to_string(), |v| v.to_string());
+        match self {
+            Service::All => f.write_str("all traffic"),
+            Service::Tcp { from, to } if from == to => write!(f, "tcp {from}"),
+            Service::Tcp { from, to } => write!(f, "tcp {from}-{to}"),
+            Service::Udp { from, to } if from == to => write!(f, "udp {from}"),
+            Service::Udp { from, to } => write!(f, "udp {from}-{to}"),
+            Service::Icmp { icmp_type, code } => {
+                write!(f, "icmp type {} code {}", any(*icmp_type), any(*code))
+            }
+            Service::Protocol(n) => write!(f, "ip protocol {n}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Cidr(cidr) => write!(f, "{cidr}"),
+            Peer::Group(group) => write!(f, "members of {group}"),
+        }
+    }
+}
+
 /// One security group rule.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Rule {

@@ -1,6 +1,6 @@
 //! The differential test of the data plane: for random policies, what Open
 //! vSwitch does with the compiled flows must be what the reference
-//! evaluator (EC2's semantics, `support::reference`) says, packet by
+//! evaluator (EC2's semantics, the `explain` crate) says, packet by
 //! packet. `ofproto/trace` judges hundreds of policies; real packets
 //! between namespaces judge a sample.
 //!
@@ -43,12 +43,12 @@ use compiler::{
     Address, Cidr, Compiler, Direction, Group, Instance, Network, Peer, ROUTER_MAC, Rule, Service,
     elastic_ip_mac,
 };
+use explain::{ConnState, Model, Origin, Packet, Protocol, Verdict};
 use openflow::MacAddr;
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use support::reference::{self, ConnState, Model, Origin, Packet, Protocol, Verdict};
 use support::trace::{Output, Trace, Tracer};
 use support::{Cloud, EXTERNAL, HYPERVISORS, PHYSICAL, PUBLIC_GW, PUBLIC_NET};
 
@@ -606,7 +606,7 @@ impl TestBed {
             return probes;
         }
         // The way back, as the receiving side sees the connection.
-        let back = match reference::evaluate(model, &first).verdict {
+        let back = match explain::evaluate(model, &first).verdict {
             Verdict::Dropped => return probes,
             Verdict::Delivered { instance, src, dst } => {
                 let mac = model.instances.iter().find(|i| i.id == instance).unwrap().mac;
@@ -981,7 +981,7 @@ fn describe(model: &Model) -> String {
 
 /// Judges one probe both ways; on disagreement, the whole story.
 fn check(bed: &TestBed, model: &Model, probe: &Probe) -> Result<(), String> {
-    let judgement = reference::evaluate(model, &probe.packet);
+    let judgement = explain::evaluate(model, &probe.packet);
     let observation = bed.observe(probe);
     if observation.verdict().as_ref() == Some(&judgement.verdict) {
         return Ok(());
@@ -1053,7 +1053,7 @@ fn open_vswitch_agrees_with_the_reference_evaluator_on_random_policies() {
             for probe in bed.probes(&model, seed) {
                 check(&bed, &model, &probe).map_err(TestCaseError::fail)?;
                 case.packets += 1;
-                let verdict = reference::evaluate(&model, &probe.packet).verdict;
+                let verdict = explain::evaluate(&model, &probe.packet).verdict;
                 match verdict {
                     Verdict::Delivered { .. } | Verdict::Internet { .. } => case.passed += 1,
                     Verdict::Dropped => {}
@@ -1301,7 +1301,7 @@ fn real_packets_agree_with_the_reference_evaluator_on_a_sample() {
         let candidates = bed.real_candidates(&model);
         let allowed: Vec<&RealProbe> = candidates
             .iter()
-            .filter(|c| reference::evaluate(&model, &c.packet).verdict != Verdict::Dropped)
+            .filter(|c| explain::evaluate(&model, &c.packet).verdict != Verdict::Dropped)
             .collect();
         // One probe per receiving host, port and protocol: they run at once.
         let mut chosen: Vec<&RealProbe> = Vec::new();
@@ -1322,7 +1322,7 @@ fn real_packets_agree_with_the_reference_evaluator_on_a_sample() {
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         for (probe, outcome) in chosen.iter().zip(&outcomes) {
-            let judgement = reference::evaluate(&model, &probe.packet);
+            let judgement = explain::evaluate(&model, &probe.packet);
             let (expected_through, expected_source) = match &judgement.verdict {
                 Verdict::Dropped => (false, None),
                 Verdict::Delivered { src, .. } | Verdict::Internet { src, .. } => (true, Some(*src)),

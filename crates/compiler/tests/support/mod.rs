@@ -4,13 +4,13 @@
 //! compiled flows, and instances as network namespaces plugged into the
 //! hypervisor bridges.
 //!
-//! * [`reference`]: the reference evaluator, EC2's verdict on a packet.
+//! * the reference evaluator, EC2's verdict on a packet, is the `explain`
+//!   crate.
 //! * [`trace`]: `ofproto/trace` run and read: where a packet leaves.
 
 // Each test file compiles this module on its own and uses a part of it.
 #![allow(dead_code)]
 
-pub mod reference;
 pub mod trace;
 
 use std::collections::BTreeMap;

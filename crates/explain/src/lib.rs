@@ -1,7 +1,10 @@
-//! The reference evaluator: what EC2 does with one packet, given the model
-//! the compiler takes. It is the oracle of the differential test, so it is
-//! written from EC2's documented semantics and flowgate's documented choices,
-//! never from the flows the compiler emits.
+//! EC2's verdict on one packet, worked out from the model alone: which
+//! security group rule let it through or why it went nowhere, and the NAT
+//! an Elastic IP applied. It is the oracle of the compiler's differential
+//! test (`crates/compiler/tests/differential.rs`), so it is written from
+//! EC2's documented semantics and flowgate's documented choices, never from
+//! the flows the compiler emits; `flowgate trace` uses it to answer "why
+//! was this dropped". Pure: no I/O.
 //!
 //! EC2 semantics it follows:
 //! * Security groups are allow-only and stateful. An instance's rules are the
@@ -51,28 +54,44 @@ use openflow::MacAddr;
 /// back in).
 #[derive(Debug, Clone)]
 pub struct Model {
+    /// Hypervisors (an instance placed elsewhere does not run).
     pub hypervisors: Vec<Hypervisor>,
+    /// Private networks.
     pub networks: Vec<Network>,
+    /// Instances; one with a port is plugged in and running.
     pub instances: Vec<Instance>,
+    /// Security groups with their rules.
     pub groups: Vec<Group>,
+    /// Elastic IPs.
     pub addresses: Vec<Address>,
+    /// The public gateway; nothing leaves while its MAC is unknown.
     pub public_gateway: Option<PublicGateway>,
+    /// The public network (where Elastic IPs live).
     pub public_network: Cidr,
 }
 
 /// The transport part of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
+    /// TCP between two ports.
     Tcp {
+        /// Source port.
         src_port: u16,
+        /// Destination port.
         dst_port: u16,
     },
+    /// UDP between two ports.
     Udp {
+        /// Source port.
         src_port: u16,
+        /// Destination port.
         dst_port: u16,
     },
+    /// ICMP of a type and code.
     Icmp {
+        /// ICMP type.
         icmp_type: u8,
+        /// ICMP code.
         code: u8,
     },
     /// Any other IP protocol, by number.
@@ -131,7 +150,12 @@ impl ConnState {
 pub enum Origin {
     /// Sent by the instance plugged into that interface, with this source
     /// MAC.
-    Instance { id: String, mac: MacAddr },
+    Instance {
+        /// The instance id.
+        id: String,
+        /// The source MAC it sends with.
+        mac: MacAddr,
+    },
     /// Arriving from outside through the public gateway.
     Internet,
 }
@@ -139,10 +163,15 @@ pub enum Origin {
 /// One packet, as it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
+    /// Where it enters.
     pub origin: Origin,
+    /// Source address as sent.
     pub src: Ipv4Addr,
+    /// Destination address as sent.
     pub dst: Ipv4Addr,
+    /// Transport.
     pub protocol: Protocol,
+    /// Where it stands in its connection.
     pub state: ConnState,
 }
 
@@ -165,21 +194,31 @@ impl fmt::Display for Packet {
 pub enum Verdict {
     /// Reaches an instance, with these addresses (after any NAT).
     Delivered {
+        /// The receiving instance.
         instance: String,
+        /// Source address on arrival.
         src: Ipv4Addr,
+        /// Destination address on arrival.
         dst: Ipv4Addr,
     },
     /// Leaves through the public gateway to the internet, with these
     /// addresses.
-    Internet { src: Ipv4Addr, dst: Ipv4Addr },
+    Internet {
+        /// Source address as it leaves.
+        src: Ipv4Addr,
+        /// Destination address.
+        dst: Ipv4Addr,
+    },
     /// Goes nowhere.
     Dropped,
 }
 
-/// A verdict and the reasoning that led to it, for failure messages.
+/// A verdict and the reasoning that led to it, step by step.
 #[derive(Debug, Clone)]
 pub struct Judgement {
+    /// What happens.
     pub verdict: Verdict,
+    /// Why, in order: each check made and its outcome.
     pub reasoning: Vec<String>,
 }
 
@@ -394,8 +433,17 @@ impl Evaluation<'_> {
             for rule in group.rules.iter().filter(|r| r.direction == direction) {
                 if service_matches(rule.service, packet.protocol) && self.peer_matches(&rule.peer, remote) {
                     self.note(format!(
-                        "{what} of {}: allowed by {} of {} ({:?} {:?})",
-                        instance.id, rule.id, group.id, rule.service, rule.peer
+                        "{what} of {}: allowed by {} of {} ({} {} {})",
+                        instance.id,
+                        rule.id,
+                        group.id,
+                        rule.service,
+                        if direction == Direction::Ingress {
+                            "from"
+                        } else {
+                            "to"
+                        },
+                        rule.peer
                     ));
                     return true;
                 }
@@ -435,5 +483,158 @@ fn service_matches(service: Service, protocol: Protocol) -> bool {
         ) => icmp_type.is_none_or(|want| want == t) && code.is_none_or(|want| want == c),
         (Service::Protocol(n), p) => p.number() == n,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use compiler::Rule;
+
+    fn model() -> Model {
+        let instance = |id: &str, ip: [u8; 4], mac: u8, groups: &[&str]| Instance {
+            id: id.into(),
+            hypervisor: Some("hv1".into()),
+            port: Some(u32::from(mac)),
+            mac: MacAddr([2, 0, 0, 0, 0, mac]),
+            ip: Ipv4Addr::from(ip),
+            network: "subnet-1".into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        };
+        Model {
+            hypervisors: vec![Hypervisor {
+                name: "hv1".into(),
+                datapath_id: 1,
+                uplink_port: 100,
+            }],
+            networks: vec![Network {
+                id: "subnet-1".into(),
+                cidr: Cidr::new(Ipv4Addr::new(10, 1, 0, 0), 16),
+                gateway: Ipv4Addr::new(10, 1, 0, 1),
+            }],
+            instances: vec![
+                instance("i-web", [10, 1, 0, 2], 2, &["sg-web"]),
+                instance("i-client", [10, 1, 0, 3], 3, &["sg-client"]),
+            ],
+            groups: vec![
+                Group {
+                    id: "sg-web".into(),
+                    rules: vec![Rule {
+                        id: "sgr-http".into(),
+                        direction: Direction::Ingress,
+                        service: Service::Tcp { from: 80, to: 80 },
+                        peer: Peer::Group("sg-client".into()),
+                    }],
+                },
+                Group {
+                    id: "sg-client".into(),
+                    rules: vec![Rule {
+                        id: "sgr-out".into(),
+                        direction: Direction::Egress,
+                        service: Service::All,
+                        peer: Peer::Cidr(Cidr::new(Ipv4Addr::UNSPECIFIED, 0)),
+                    }],
+                },
+            ],
+            addresses: vec![Address {
+                allocation_id: "eipalloc-1".into(),
+                public_ip: Ipv4Addr::new(198, 51, 100, 7),
+                instance: Some("i-web".into()),
+            }],
+            public_gateway: Some(PublicGateway {
+                ip: Ipv4Addr::new(198, 51, 100, 1),
+                mac: Some(MacAddr([2, 0, 0, 0, 0, 0xfe])),
+            }),
+            public_network: Cidr::new(Ipv4Addr::new(198, 51, 100, 0), 24),
+        }
+    }
+
+    fn tcp_from_client(dst_port: u16, state: ConnState) -> Packet {
+        Packet {
+            origin: Origin::Instance {
+                id: "i-client".into(),
+                mac: MacAddr([2, 0, 0, 0, 0, 3]),
+            },
+            src: Ipv4Addr::new(10, 1, 0, 3),
+            dst: Ipv4Addr::new(10, 1, 0, 2),
+            protocol: Protocol::Tcp {
+                src_port: 40000,
+                dst_port,
+            },
+            state,
+        }
+    }
+
+    #[test]
+    fn a_group_member_reaches_the_port_its_group_is_allowed() {
+        let j = evaluate(&model(), &tcp_from_client(80, ConnState::New));
+        assert_eq!(
+            j.verdict,
+            Verdict::Delivered {
+                instance: "i-web".into(),
+                src: Ipv4Addr::new(10, 1, 0, 3),
+                dst: Ipv4Addr::new(10, 1, 0, 2),
+            }
+        );
+        assert!(
+            j.reasoning
+                .iter()
+                .any(|r| r.contains("sgr-http") && r.contains("members of sg-client"))
+        );
+    }
+
+    #[test]
+    fn other_ports_are_dropped_with_the_reason() {
+        let j = evaluate(&model(), &tcp_from_client(22, ConnState::New));
+        assert_eq!(j.verdict, Verdict::Dropped);
+        assert!(
+            j.reasoning
+                .last()
+                .unwrap()
+                .contains("no rule allows tcp 40000->22")
+        );
+        // An established connection's packets are checked too (revocation
+        // cuts them), but its replies ride on the connection.
+        assert_eq!(
+            evaluate(&model(), &tcp_from_client(22, ConnState::Established)).verdict,
+            Verdict::Dropped
+        );
+    }
+
+    #[test]
+    fn an_elastic_ip_is_translated_both_ways() {
+        let from_outside = Packet {
+            origin: Origin::Internet,
+            src: Ipv4Addr::new(203, 0, 113, 10),
+            dst: Ipv4Addr::new(198, 51, 100, 7),
+            protocol: Protocol::Tcp {
+                src_port: 5000,
+                dst_port: 80,
+            },
+            state: ConnState::New,
+        };
+        // sg-web admits only sg-client's members: the internet is refused.
+        assert_eq!(evaluate(&model(), &from_outside).verdict, Verdict::Dropped);
+        let reply = Packet {
+            state: ConnState::Reply,
+            ..from_outside
+        };
+        assert_eq!(
+            evaluate(&model(), &reply).verdict,
+            Verdict::Delivered {
+                instance: "i-web".into(),
+                src: Ipv4Addr::new(203, 0, 113, 10),
+                dst: Ipv4Addr::new(10, 1, 0, 2),
+            }
+        );
+    }
+
+    #[test]
+    fn a_forged_source_goes_nowhere() {
+        let mut p = tcp_from_client(80, ConnState::New);
+        p.src = Ipv4Addr::new(10, 1, 0, 9);
+        let j = evaluate(&model(), &p);
+        assert_eq!(j.verdict, Verdict::Dropped);
+        assert!(j.reasoning[0].starts_with("port security"));
     }
 }
