@@ -43,13 +43,14 @@ use compiler::{
     Address, Cidr, Compiler, Direction, Group, Instance, Network, Peer, ROUTER_MAC, Rule, Service,
     elastic_ip_mac,
 };
+use explain::ofproto_trace::{Output, Trace};
 use explain::{ConnState, Model, Origin, Packet, Protocol, Verdict};
 use openflow::MacAddr;
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use support::trace::{Output, Trace, Tracer};
+use support::trace::Tracer;
 use support::{Cloud, EXTERNAL, HYPERVISORS, PHYSICAL, PUBLIC_GW, PUBLIC_NET};
 
 /// A place for an instance: a namespace on a hypervisor bridge, there for

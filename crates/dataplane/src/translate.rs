@@ -89,11 +89,7 @@ impl Translator {
                 self.hypervisors.remove(&h.name);
                 c.remove_hypervisor(&h.name);
             }
-            (_, Some(Object::Network(n))) => c.upsert_network(compiler::Network {
-                id: n.id.to_string(),
-                cidr: Cidr::new(n.cidr.network(), n.cidr.prefix_len()),
-                gateway: n.gateway,
-            }),
+            (_, Some(Object::Network(n))) => c.upsert_network(network(n)),
             (Some(Object::Network(n)), None) => c.remove_network(n.id.as_str()),
             (_, Some(Object::Pool(p))) => {
                 self.pools.insert(p.id.to_string(), p.clone());
@@ -105,11 +101,7 @@ impl Translator {
             }
             (_, Some(Object::Group(g))) => c.upsert_group(group(g)),
             (Some(Object::Group(g)), None) => c.remove_group(g.id.as_str()),
-            (_, Some(Object::Address(a))) => c.upsert_address(compiler::Address {
-                allocation_id: a.allocation_id.to_string(),
-                public_ip: a.public_ip,
-                instance: a.association.as_ref().map(|x| x.instance_id.to_string()),
-            }),
+            (_, Some(Object::Address(a))) => c.upsert_address(address(a)),
             (Some(Object::Address(a)), None) => c.remove_address(a.allocation_id.as_str()),
             (_, Some(Object::Instance(i))) => self.upsert_instance(c, i),
             (Some(Object::Instance(i)), None) => self.remove_instance(c, i.id.as_str()),
@@ -196,15 +188,7 @@ impl Translator {
     }
 
     fn compiler_instance(&self, inst: &Instance) -> compiler::Instance {
-        compiler::Instance {
-            id: inst.id.to_string(),
-            hypervisor: inst.hypervisor.clone(),
-            port: self.binding(inst).map(|(_, p)| p),
-            mac: MacAddr(inst.mac.0),
-            ip: inst.private_ip,
-            network: inst.subnet_id.to_string(),
-            groups: inst.group_ids.iter().map(|g| g.to_string()).collect(),
-        }
+        instance(inst, self.binding(inst).map(|(_, p)| p))
     }
 
     /// Re-derives a hypervisor's bridge and its instances' ports.
@@ -351,6 +335,84 @@ impl Translator {
     /// is plugged in: (datapath id, uplink port, address).
     pub fn address_location(&self, allocation_id: &str) -> Option<(u64, u32, Ipv4Addr)> {
         self.compiler.address_location(allocation_id)
+    }
+}
+
+/// The compiler's view of a whole model, for tools that reason about it
+/// without switches (`flowgate trace`): bridges, ports and the public
+/// gateway's MAC are what the switches would report, so they are unknown
+/// here.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyInputs {
+    /// Hypervisors, with datapath id and uplink port 0 where unknown.
+    pub hypervisors: Vec<compiler::Hypervisor>,
+    /// Private networks.
+    pub networks: Vec<compiler::Network>,
+    /// Instances that can run (pending or running, placed); running ones
+    /// get port 0 as a stand-in for "plugged in", the others none.
+    pub instances: Vec<compiler::Instance>,
+    /// Security groups of every account.
+    pub groups: Vec<compiler::Group>,
+    /// Elastic IPs of every account.
+    pub addresses: Vec<compiler::Address>,
+    /// The public gateway (the first pool's) and its network.
+    pub public_gateway: Option<(Ipv4Addr, Cidr)>,
+}
+
+/// The compiler's view of `state` (see [`PolicyInputs`]).
+pub fn policy_inputs(state: &State) -> PolicyInputs {
+    let mut inputs = PolicyInputs::default();
+    for object in state.objects() {
+        match &object {
+            Object::Hypervisor(h) => inputs.hypervisors.push(compiler::Hypervisor {
+                name: h.name.clone(),
+                datapath_id: h.datapath_id.unwrap_or(0),
+                uplink_port: 0,
+            }),
+            Object::Network(n) => inputs.networks.push(network(n)),
+            Object::Pool(p) if inputs.public_gateway.is_none() => {
+                inputs.public_gateway = Some((p.gateway, Cidr::new(p.cidr.network(), p.cidr.prefix_len())));
+            }
+            Object::Group(g) => inputs.groups.push(group(g)),
+            Object::Address(a) => inputs.addresses.push(address(a)),
+            Object::Instance(i)
+                if i.hypervisor.is_some()
+                    && matches!(i.state, InstanceState::Pending | InstanceState::Running) =>
+            {
+                let plugged = (i.state == InstanceState::Running).then_some(0);
+                inputs.instances.push(instance(i, plugged));
+            }
+            _ => {}
+        }
+    }
+    inputs
+}
+
+fn network(n: &model::Network) -> compiler::Network {
+    compiler::Network {
+        id: n.id.to_string(),
+        cidr: Cidr::new(n.cidr.network(), n.cidr.prefix_len()),
+        gateway: n.gateway,
+    }
+}
+
+fn address(a: &model::Address) -> compiler::Address {
+    compiler::Address {
+        allocation_id: a.allocation_id.to_string(),
+        public_ip: a.public_ip,
+        instance: a.association.as_ref().map(|x| x.instance_id.to_string()),
+    }
+}
+
+fn instance(inst: &Instance, port: Option<u32>) -> compiler::Instance {
+    compiler::Instance {
+        id: inst.id.to_string(),
+        hypervisor: inst.hypervisor.clone(),
+        port,
+        mac: MacAddr(inst.mac.0),
+        ip: inst.private_ip,
+        network: inst.subnet_id.to_string(),
+        groups: inst.group_ids.iter().map(|g| g.to_string()).collect(),
     }
 }
 

@@ -6,6 +6,9 @@
 //! the flows the compiler emits; `flowgate trace` uses it to answer "why
 //! was this dropped". Pure: no I/O.
 //!
+//! [`ofproto_trace`] reads what Open vSwitch says it does with the same
+//! packet, for comparing the two.
+//!
 //! EC2 semantics it follows:
 //! * Security groups are allow-only and stateful. An instance's rules are the
 //!   union of the rules of all its groups; a group with no ingress rule lets
@@ -40,6 +43,8 @@
 //! * Port security: an instance can only send with its own MAC and private
 //!   address, and an instance that is not placed and plugged in (or not in
 //!   the model at all) neither sends nor receives.
+
+pub mod ofproto_trace;
 
 use std::fmt;
 use std::net::Ipv4Addr;

@@ -232,21 +232,39 @@ fn now_ms() -> u64 {
 
 /// Runs an admin command; returns what to print.
 pub fn run(args: AdminArgs) -> Result<(), String> {
-    let config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| config.data_dir.clone());
+    let json = args.json;
+    let output = with_store(
+        args.config.as_deref(),
+        args.data_dir.clone(),
+        |store, config| async move { execute(&store, &config, args.command).await },
+    )?;
+    print(&output, json);
+    Ok(())
+}
+
+/// Opens the store a command line names (configuration file, then
+/// `--data-dir`) and runs `f` on it to completion.
+pub fn with_store<T, F, Fut>(
+    config: Option<&std::path::Path>,
+    data_dir: Option<PathBuf>,
+    f: F,
+) -> Result<T, String>
+where
+    F: FnOnce(Store, Config) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let config = Config::load(config).map_err(|e| e.to_string())?;
+    let data_dir = data_dir.unwrap_or_else(|| config.data_dir.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let json = args.json;
-    let output = runtime.block_on(async move {
+    runtime.block_on(async move {
         let store = Store::open_sqlite(&data_dir, config.store_options())
             .await
             .map_err(|e| format!("cannot open the store in {}: {e}", data_dir.display()))?;
-        execute(&store, &config, args.command).await
-    })?;
-    print(&output, json);
-    Ok(())
+        f(store, config).await
+    })
 }
 
 /// What a command answers: JSON for scripts and lines for people.

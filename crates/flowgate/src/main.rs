@@ -8,8 +8,11 @@
 
 mod admin;
 mod config;
+mod flows;
 mod ofp;
+mod ovs;
 mod serve;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -58,6 +61,21 @@ enum Command {
         /// The message bytes in hexadecimal, e.g. 0400000800000001.
         hex: Vec<String>,
     },
+    /// Explain what happens to one packet and why: which security group
+    /// rule lets it through, or why it is dropped, and the NAT an Elastic
+    /// IP applies, worked out from the model; with --live, also traced on
+    /// the hypervisor's switch (ovs-appctl ofproto/trace) and compared.
+    ///
+    /// Examples: `flowgate trace 203.0.113.10 198.51.100.2 --port 22`
+    /// (from the internet to an Elastic IP), `flowgate trace i-0abc…
+    /// 10.1.0.7 --protocol icmp` (between instances).
+    Trace(trace::TraceArgs),
+    /// List the flows on a hypervisor's bridge grouped by the object that
+    /// owns them (instance, security group rule, Elastic IP, network, the
+    /// fixed pipeline), with packet counts; flows no object owns are
+    /// listed last. Reads the bridge with ovs-ofctl, so run it where that
+    /// reaches the bridge (or give --target).
+    Flows(flows::FlowsArgs),
 }
 
 /// Sends logs to stderr, filtered by `RUST_LOG` or else `level`.
@@ -79,6 +97,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Admin(args) => admin::run(args),
         Command::OfpDecode { hex } => ofp::ofp_decode(&hex.concat()),
+        Command::Trace(args) => trace::run(args),
+        Command::Flows(args) => flows::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -145,3 +145,15 @@ fn an_external_hypervisor_binds_the_ports_its_virtualization_plugs() {
         .output();
     result.unwrap();
 }
+
+#[test]
+fn flowgate_trace_and_flows_agree_with_real_packets() {
+    let cloud = Cloud::start();
+    cloud.server.client_env_ok(
+        "cloud_trace_boto3.py",
+        &[("A", &cloud.keys)],
+        &cloud.image,
+        &cloud.env(),
+        Duration::from_secs(300),
+    );
+}

@@ -114,6 +114,13 @@ impl Cloud {
                     .join(" "),
             ),
             (
+                "FLOWGATE_APPCTL_TARGET",
+                self.topology.lab.vswitchd_ctl().display().to_string(),
+            ),
+            ("FLOWGATE_BIN", super::FLOWGATE.to_string()),
+            ("FLOWGATE_CONFIG", self.server.config.display().to_string()),
+            ("FLOWGATE_DATA_DIR", self.server.data_dir().display().to_string()),
+            (
                 "FLOWGATE_ADMIN",
                 format!(
                     "{} admin --config {} --data-dir {}",
