@@ -6,12 +6,14 @@
 //!   a port with its interface name appears on its hypervisor's bridge.
 //! * [`arp`]: frames for resolving the public gateway and announcing
 //!   Elastic IPs.
+//! * [`counters`]: per-rule packet counts read back from the switches.
 //! * [`run`]: the task that subscribes to the store's change feed and the
 //!   controller's events, compiles, publishes the flows, records bindings
 //!   (`pending` -> `running`), resolves the gateway and sends gratuitous
 //!   ARP when an address moves.
 
 pub mod arp;
+pub mod counters;
 mod runner;
 pub mod translate;
 

@@ -7,6 +7,7 @@
 pub mod actions;
 pub mod auth;
 pub mod compute;
+pub mod counters;
 pub mod filter;
 pub mod params;
 pub mod xml;
@@ -74,6 +75,8 @@ pub struct Api {
     request_counter: AtomicU64,
     /// Where GetConsoleOutput asks for an instance's console.
     console: Option<std::sync::Arc<dyn compute::ComputeDriver>>,
+    /// Where DescribeSecurityGroupRules reads per-rule packet counts.
+    counters: Option<std::sync::Arc<dyn counters::RuleCounters>>,
 }
 
 impl Api {
@@ -86,6 +89,7 @@ impl Api {
             request_prefix: OsEntropy.next_u64(),
             request_counter: AtomicU64::new(0),
             console: None,
+            counters: None,
         }
     }
 
@@ -93,6 +97,18 @@ impl Api {
     pub fn with_console(mut self, driver: std::sync::Arc<dyn compute::ComputeDriver>) -> Api {
         self.console = Some(driver);
         self
+    }
+
+    /// The same API adding per-rule packet counts from `counters` to
+    /// DescribeSecurityGroupRules (flowgate's extension).
+    pub fn with_rule_counters(mut self, counters: std::sync::Arc<dyn counters::RuleCounters>) -> Api {
+        self.counters = Some(counters);
+        self
+    }
+
+    /// Where per-rule packet counts come from, if anywhere.
+    pub fn rule_counters(&self) -> Option<&std::sync::Arc<dyn counters::RuleCounters>> {
+        self.counters.as_ref()
     }
 
     /// The driver that knows instances' consoles, if any.

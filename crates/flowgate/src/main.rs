@@ -8,6 +8,7 @@
 
 mod admin;
 mod config;
+mod counters;
 mod flows;
 mod ofp;
 mod ovs;

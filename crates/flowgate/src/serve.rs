@@ -99,7 +99,10 @@ async fn serve(config: Config) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(api_config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", api_config.listen))?;
-    let counters = Arc::new(crate::counters::SwitchCounters::new(store.clone(), controller.clone()));
+    let counters = Arc::new(crate::counters::SwitchCounters::new(
+        store.clone(),
+        controller.clone(),
+    ));
     let api = Arc::new(
         Api::new(store, api_config.clone())
             .with_console(driver.clone())

@@ -471,34 +471,63 @@ fn write_rule(
 
 const RULE_FILTERS: &[&str] = &["group-id", "security-group-rule-id"];
 
-pub fn describe_rules(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+/// DescribeSecurityGroupRules. Where the server reads per-rule packet
+/// counts from the switches, each rule also carries flowgate's extension
+/// fields `flowgatePacketCount` and `flowgateByteCount`: what it admitted,
+/// summed over every hypervisor (left out when the switches could not be
+/// read, rather than shown wrong).
+pub async fn describe_rules(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let ids = parse_ids(ctx.params.list("SecurityGroupRuleId"), RuleId::parse)?;
     let filters = Filters::new(ctx.params.filters()?, RULE_FILTERS)?;
+    let wanted = |tenant: &Tenant, group: &SecurityGroup, rule: &Rule| {
+        (ids.is_empty() || ids.contains(&rule.id))
+            && (filters.is_empty()
+                || filters.matches(
+                    |name| match name {
+                        "group-id" => vec![group.id.to_string()],
+                        "security-group-rule-id" => vec![rule.id.to_string()],
+                        _ => Vec::new(),
+                    },
+                    tenant.tags_of(rule.id.as_str()),
+                ))
+    };
+    let selected: Vec<RuleId> = {
+        let state = ctx.api.store.read();
+        let tenant = state.tenant(ctx.account()).ok_or(Ec2Error::AuthFailure)?;
+        for id in &ids {
+            if !tenant.rules.contains_key(id) {
+                return Err(Ec2Error::InvalidPermissionNotFound(format!(
+                    "The security group rule ID '{id}' does not exist"
+                )));
+            }
+        }
+        tenant
+            .groups
+            .values()
+            .flat_map(|g| g.ingress.iter().chain(&g.egress).map(move |r| (g, r)))
+            .filter(|(g, r)| wanted(tenant, g, r))
+            .map(|(_, r)| r.id.clone())
+            .collect()
+    };
+    // Read from the switches without holding the model.
+    let counts = match ctx.api.rule_counters() {
+        Some(counters) if !selected.is_empty() => match counters.rule_counts(&selected).await {
+            Ok(counts) => counts,
+            Err(err) => {
+                tracing::warn!(error = %err, "rule counters unavailable");
+                BTreeMap::new()
+            }
+        },
+        _ => BTreeMap::new(),
+    };
     let state = ctx.api.store.read();
     let tenant = state.tenant(ctx.account()).ok_or(Ec2Error::AuthFailure)?;
-    for id in &ids {
-        if !tenant.rules.contains_key(id) {
-            return Err(Ec2Error::InvalidPermissionNotFound(format!(
-                "The security group rule ID '{id}' does not exist"
-            )));
-        }
-    }
     let mut x = ctx.response();
     x.open("securityGroupRuleSet");
     for group in tenant.groups.values() {
         for (egress, rules) in [(false, &group.ingress), (true, &group.egress)] {
             for rule in rules {
-                let wanted = (ids.is_empty() || ids.contains(&rule.id))
-                    && (filters.is_empty()
-                        || filters.matches(
-                            |name| match name {
-                                "group-id" => vec![group.id.to_string()],
-                                "security-group-rule-id" => vec![rule.id.to_string()],
-                                _ => Vec::new(),
-                            },
-                            tenant.tags_of(rule.id.as_str()),
-                        ));
-                if wanted {
+                if wanted(tenant, group, rule) {
                     x.open("item");
                     write_rule(
                         &mut x,
@@ -508,6 +537,10 @@ pub fn describe_rules(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
                         egress,
                         tenant.tags_of(rule.id.as_str()),
                     );
+                    if let Some(count) = counts.get(&rule.id) {
+                        x.leaf_display("flowgatePacketCount", count.packets)
+                            .leaf_display("flowgateByteCount", count.bytes);
+                    }
                     x.close("item");
                 }
             }

@@ -157,7 +157,7 @@ pub async fn dispatch(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
         "RevokeSecurityGroupIngress" => groups::revoke(ctx, model::Direction::Ingress).await,
         "RevokeSecurityGroupEgress" => groups::revoke(ctx, model::Direction::Egress).await,
         "DescribeSecurityGroups" => groups::describe(ctx),
-        "DescribeSecurityGroupRules" => groups::describe_rules(ctx),
+        "DescribeSecurityGroupRules" => groups::describe_rules(ctx).await,
         "RunInstances" => instances::run(ctx).await,
         "DescribeInstances" => instances::describe(ctx),
         "TerminateInstances" => instances::terminate(ctx).await,
