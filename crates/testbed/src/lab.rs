@@ -564,9 +564,11 @@ impl Lab {
         self.teardown()
     }
 
-    /// Kills every process in the hosts' and the lab's namespaces, deletes
-    /// the namespaces (their veths die with them) and the directory. Carries
-    /// on past errors so one stuck piece does not leak the rest.
+    /// Kills every process in the hosts' and the lab's namespaces, and in
+    /// the namespaces plugged into the lab from outside by veth pairs (such
+    /// as instances of flowgate's netns driver), deletes the namespaces
+    /// (their veths die with them) and the directory. Carries on past
+    /// errors so one stuck piece does not leak the rest.
     fn teardown(&mut self) -> Result<()> {
         if self.closed {
             return Ok(());
@@ -574,7 +576,19 @@ impl Lab {
         self.closed = true;
         let hosts = std::mem::take(&mut lock(&self.state).hosts);
         let mut errors = Vec::new();
-        for ns in hosts.iter().map(|h| h.netns.as_str()).chain([self.name.as_str()]) {
+        // Read first: deleting any namespace cuts the veths that say what
+        // was plugged in.
+        let plugged = sweep::plugged_into(&self.name).unwrap_or_else(|e| {
+            errors.push(e);
+            Vec::new()
+        });
+        let hosts = hosts.iter().map(|h| h.netns.as_str());
+        for ns in plugged
+            .iter()
+            .map(String::as_str)
+            .chain(hosts)
+            .chain([self.name.as_str()])
+        {
             if let Err(e) = netns::delete(ns) {
                 errors.push(e);
             }

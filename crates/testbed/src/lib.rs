@@ -29,8 +29,9 @@
 //! # }
 //! ```
 //!
-//! Cleanup: dropping a lab kills every process in its namespaces, deletes
-//! them and its directory. What a killed process leaves behind is removed by
+//! Cleanup: dropping a lab kills every process in its namespaces (and in
+//! namespaces plugged into it from outside by veth pairs), deletes them and
+//! its directory. What a killed process leaves behind is removed by
 //! [`sweep_stale`] (called by [`Lab::start`], and by the `testbed-sweep`
 //! binary), which recognises leftovers by the dead pid in their names.
 
@@ -50,6 +51,7 @@ pub use error::{Error, Result};
 pub use host::{HOST_IFACE, Host, HostSpec};
 pub use lab::{Bridge, BridgeOptions, FailMode, Lab};
 pub use mac::MacAddr;
+pub use netns::delete_netns;
 pub use prereq::check_prerequisites;
 pub use process::BackgroundProcess;
 pub use sweep::{SweepReport, base_dir, sweep_stale};

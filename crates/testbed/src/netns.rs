@@ -119,6 +119,48 @@ pub(crate) fn kill_all(name: &str) -> Result<()> {
     }
 }
 
+/// Names of the namespaces at the far end of the veth pairs whose near end
+/// is in `name`: whatever was plugged into it from outside, such as
+/// instances that flowgate's netns driver plugs into a lab's bridges. `ip`
+/// prints `link-netns NAME` for a peer in a named namespace; peers in
+/// unnamed namespaces (the root one) print only an id and are not listed.
+/// Empty if the namespace is gone.
+pub(crate) fn veth_peers(name: &str) -> Result<Vec<String>> {
+    if !exists(name) {
+        return Ok(Vec::new());
+    }
+    let output = match ip(name, &["-o", "link", "show", "type", "veth"]) {
+        Ok(output) => output,
+        Err(_) if !exists(name) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(parse_veth_peers(&output))
+}
+
+fn parse_veth_peers(output: &str) -> Vec<String> {
+    let mut peers: Vec<String> = output
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            words.find(|w| *w == "link-netns")?;
+            words.next().map(str::to_owned)
+        })
+        .collect();
+    peers.sort();
+    peers.dedup();
+    peers
+}
+
+/// Kills every process in a named network namespace and deletes it (with
+/// its interfaces, and so the far ends of its veth pairs). A namespace that
+/// does not exist counts as deleted.
+///
+/// For what lives outside a [`Lab`](crate::Lab) but belongs to it, such as
+/// the namespaces of instances a test started through flowgate.
+pub fn delete_netns(name: &str) -> Result<()> {
+    delete(name)
+}
+
 /// Kills everything in the namespace and deletes it. Deleting a namespace
 /// takes its interfaces (and so the peers of its veths) with it. A namespace
 /// that is already gone counts as success, so concurrent sweeps do not fail.
@@ -131,5 +173,22 @@ pub(crate) fn delete(name: &str) -> Result<()> {
         Ok(_) => Ok(()),
         Err(_) if !exists(name) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn veth_peers_are_read_from_link_netns() {
+        let output = "\
+7: fg6cc91db0c5a79@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue master ovs-system \\    link/ether ae:5a:47:15:64:cb brd ff:ff:ff:ff:ff:ff link-netns fg6cc91db0c5a79
+8: h-ext@if2: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN \\    link/ether 02:00:00:00:00:fd brd ff:ff:ff:ff:ff:ff link-netns fgt-12-0-ext
+9: h-gw@if2: <BROADCAST,MULTICAST> mtu 1500 \\    link/ether 02:00:00:00:00:fe brd ff:ff:ff:ff:ff:ff link-netns fgt-12-0-ext
+10: v9@if3: <BROADCAST,MULTICAST> mtu 1500 \\    link/ether 02:00:00:00:00:09 brd ff:ff:ff:ff:ff:ff link-netnsid 0
+";
+        assert_eq!(parse_veth_peers(output), vec!["fg6cc91db0c5a79", "fgt-12-0-ext"]);
+        assert!(parse_veth_peers("").is_empty());
     }
 }

@@ -58,11 +58,24 @@ fn stale(name: &str) -> bool {
     owner_pid(name).is_some_and(|pid| !process::alive(pid))
 }
 
+/// The namespaces plugged into namespace `owner` by veth pairs that belong
+/// to it and go when it goes: every peer except another lab or another
+/// lab's host (names of our scheme not under `owner`).
+pub(crate) fn plugged_into(owner: &str) -> Result<Vec<String>> {
+    let own_hosts = format!("{owner}-");
+    Ok(netns::veth_peers(owner)?
+        .into_iter()
+        .filter(|peer| peer != owner && (owner_pid(peer).is_none() || peer.starts_with(&own_hosts)))
+        .collect())
+}
+
 /// Removes the leftovers of test processes that are no longer alive: every
 /// namespace named `fgt-<pid>-...` whose process is gone (killing what runs
-/// in it first, daemons included) and every such directory under
-/// [`base_dir`]. Labs of live processes are never touched, so this is safe
-/// to run while other tests run; [`Lab::start`](crate::Lab::start) calls it.
+/// in it first, daemons included), every namespace plugged into such a
+/// namespace by a veth pair (instances that flowgate's netns driver plugged
+/// into a lab's bridges), and every such directory under [`base_dir`].
+/// Labs of live processes are never touched, so this is safe to run while
+/// other tests run; [`Lab::start`](crate::Lab::start) calls it.
 ///
 /// Fails only if the namespaces or directories cannot be listed; each
 /// leftover that resists removal is reported in [`SweepReport::failures`].
@@ -72,9 +85,23 @@ pub fn sweep_stale() -> Result<SweepReport> {
         if !stale(&ns) {
             continue;
         }
-        match netns::delete(&ns) {
-            Ok(()) => report.namespaces.push(ns),
-            Err(e) => report.failures.push(format!("netns {ns}: {e}")),
+        // Read before the namespace goes: deleting it cuts the veths that
+        // lead to what was plugged into it.
+        let plugged = match plugged_into(&ns) {
+            Ok(plugged) => plugged,
+            Err(e) => {
+                report.failures.push(format!("netns {ns}: {e}"));
+                Vec::new()
+            }
+        };
+        for peer in plugged.into_iter().chain([ns]) {
+            if !netns::exists(&peer) {
+                continue;
+            }
+            match netns::delete(&peer) {
+                Ok(()) => report.namespaces.push(peer),
+                Err(e) => report.failures.push(format!("netns {peer}: {e}")),
+            }
         }
     }
     let base = base_dir()?;

@@ -264,6 +264,141 @@ fn sweep_removes_leftovers_of_dead_processes() -> Result<()> {
     lab.shutdown()
 }
 
+/// `sleep 30` inside a named namespace, as a child of the test.
+fn sleeper_in(netns: &str) -> Result<std::process::Child> {
+    Command::new("ip")
+        .args(["netns", "exec", netns, "sleep", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| io("spawn sleep", e))
+}
+
+/// Waits (bounded) for a child to be killed.
+fn killed(child: &mut std::process::Child) -> Result<bool> {
+    let mut status = None;
+    wait_until(Duration::from_secs(10), Duration::from_millis(10), || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    })?;
+    Ok(status.is_some_and(|s| !s.success()))
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let status = Command::new("ip").args(args).status().map_err(|e| io("ip", e))?;
+    assert!(status.success(), "ip {args:?} failed");
+    Ok(())
+}
+
+/// What flowgate's netns driver does: a namespace of its own, named outside
+/// the lab's scheme, plugged into a lab bridge by a veth pair made in the
+/// lab. It belongs to the lab; another lab plugged in the same way does not.
+#[test]
+fn namespaces_plugged_into_a_lab_go_with_it() -> Result<()> {
+    let lab = Lab::start()?;
+    let other = Lab::start()?;
+    lab.add_bridge("br0")?;
+    let plugged = format!("fgtest-plugged-{}", std::process::id());
+    ip(&["netns", "add", &plugged])?;
+    ip(&[
+        "-n",
+        lab.name(),
+        "link",
+        "add",
+        "p0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &plugged,
+    ])?;
+    lab.vsctl(&["add-port", "br0", "p0"])?;
+    ip(&[
+        "-n",
+        lab.name(),
+        "link",
+        "add",
+        "p1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "x1",
+        "netns",
+        other.name(),
+    ])?;
+    let mut sleeper = sleeper_in(&plugged)?;
+    wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
+        Command::new("ip")
+            .args(["netns", "pids", &plugged])
+            .output()
+            .is_ok_and(|out| !out.stdout.is_empty())
+    })?;
+
+    let result = lab.shutdown();
+    let survived = netns_exists(&plugged);
+    // Removed by hand if the lab failed to, so a failure leaks nothing.
+    let _ = testbed::delete_netns(&plugged);
+    result?;
+    assert!(!survived, "{plugged} survived its lab");
+    assert!(killed(&mut sleeper)?, "the process in {plugged} survived");
+    assert!(netns_exists(other.name()), "another lab went with it");
+    other.shutdown()
+}
+
+/// Deletes namespaces on drop, also when an assertion panics.
+struct Namespaces(Vec<String>);
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = testbed::delete_netns(ns);
+        }
+    }
+}
+
+/// After a SIGKILL, the sweep also removes what was plugged into the dead
+/// lab (the instances of a killed `flowgate demo`).
+#[test]
+fn sweep_removes_what_was_plugged_into_a_dead_lab() -> Result<()> {
+    let me = std::process::id();
+    // Built under names outside the lab scheme, then given a dead owner's
+    // name once complete: a concurrent sweep may remove it from then on.
+    let building = format!("fgtest-building-{me}");
+    let plugged = format!("fgtest-plugged-dead-{me}");
+    let stale = format!("fgt-{}-0", 900_000_000 + me);
+    let _cleanup = Namespaces(vec![building.clone(), plugged.clone(), stale.clone()]);
+    ip(&["netns", "add", &building])?;
+    ip(&["netns", "add", &plugged])?;
+    ip(&[
+        "-n", &building, "link", "add", "p0", "type", "veth", "peer", "name", "eth0", "netns", &plugged,
+    ])?;
+    let mut in_lab = sleeper_in(&building)?;
+    let mut in_plugged = sleeper_in(&plugged)?;
+    let pid = in_lab.id().to_string();
+    // `ip netns exec` has entered the namespace once its pid's netns
+    // is no longer ours.
+    let own_netns = std::fs::read_link("/proc/self/ns/net").map_err(|e| io("own netns", e))?;
+    wait_until(Duration::from_secs(5), Duration::from_millis(5), || {
+        std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|ns| ns != own_netns)
+    })?;
+    ip(&["netns", "attach", &stale, &pid])?;
+    ip(&["netns", "del", &building])?;
+
+    let report = testbed::sweep_stale()?;
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert!(!netns_exists(&stale), "the dead lab survived: {report:?}");
+    assert!(
+        !netns_exists(&plugged),
+        "what was plugged into it survived: {report:?}"
+    );
+    assert!(killed(&mut in_lab)? && killed(&mut in_plugged)?);
+    Ok(())
+}
+
 #[test]
 fn vswitchd_restart_loses_flows_and_keeps_ports() -> Result<()> {
     let lab = Lab::start()?;
