@@ -9,6 +9,7 @@
 mod admin;
 mod config;
 mod counters;
+mod demo;
 mod flows;
 mod ofp;
 mod ovs;
@@ -42,6 +43,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Try flowgate on this machine: a private Open vSwitch with hypervisor
+    /// bridges, a physical network, a public gateway and an external host,
+    /// managed by `flowgate serve`, until Ctrl-C removes it all (needs root).
+    ///
+    /// Builds the test bed in network namespaces of its own (it works beside
+    /// another Open vSwitch and touches nothing of the machine's network),
+    /// runs the EC2 API on 127.0.0.1:8773 with an account, a public pool, a
+    /// private network and an image, and prints the keys with ready-to-paste
+    /// AWS CLI, boto3 and boto 2 snippets, and how to reach instances from
+    /// the external host. Instances are network namespaces running their
+    /// UserData. The README's "Try it" walks through the seed scenario on it.
+    /// After a SIGKILL, `flowgate demo --sweep` removes what is left.
+    Demo(demo::DemoArgs),
     /// Run the EC2 Query API (and, in later releases, the OpenFlow controller)
     /// on the store in the data directory, until SIGINT/SIGTERM.
     ///
@@ -95,6 +109,7 @@ pub fn init_logging(level: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Admin(args) => admin::run(args),
         Command::OfpDecode { hex } => ofp::ofp_decode(&hex.concat()),

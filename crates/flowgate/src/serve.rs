@@ -59,6 +59,18 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
+    let store = open_store(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.api.listen))?;
+    let serving = Serving::start(&config, store, listener, OpenflowTcp::Listen).await?;
+    serving.run(shutdown_signal()).await?;
+    tracing::info!("flowgate stopped");
+    Ok(())
+}
+
+/// Opens the store in the configured data directory.
+pub(crate) async fn open_store(config: &Config) -> Result<Store, String> {
     let store = Store::open_sqlite(&config.data_dir, config.store_options())
         .await
         .map_err(|e| format!("cannot open the store in {}: {e}", config.data_dir.display()))?;
@@ -67,65 +79,123 @@ async fn serve(config: Config) -> Result<(), String> {
         revision = store.revision(),
         "store open"
     );
-    let api_config = config.api_config();
-    // Instances placed on a hypervisor are started by its driver (netns
-    // or external); instances placed nowhere stay records.
-    let driver: Arc<dyn ComputeDriver> =
-        compute::Drivers::new(store.clone(), config.data_dir.join("instances"));
-    tokio::spawn(ec2api::compute::reconcile(
-        store.clone(),
-        driver.clone(),
-        api_config.terminated_retention,
-        ec2api::compute::OBSERVE_INTERVAL,
-    ));
-    let controller = start_controller(&config).await?;
-    // Ports of external hypervisors may name their instance only in
-    // external_ids:iface-id, which only the hypervisor's database tells.
-    let (iface_ids_tx, iface_ids_rx) = tokio::sync::watch::channel(dataplane::IfaceIds::new());
-    tokio::spawn(compute::iface_ids::watch_iface_ids(
-        store.clone(),
-        iface_ids_tx,
-        compute::iface_ids::POLL_INTERVAL,
-    ));
-    tokio::spawn(dataplane::run(
-        store.clone(),
-        controller.clone(),
-        config.dataplane_config(),
-        iface_ids_rx,
-    ));
-    if let Some(addr) = config.metrics_listen()? {
-        start_metrics(addr, controller.clone()).await?;
-    }
-    let listener = tokio::net::TcpListener::bind(api_config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", api_config.listen))?;
-    let counters = Arc::new(crate::counters::SwitchCounters::new(
-        store.clone(),
-        controller.clone(),
-    ));
-    let api = Arc::new(
-        Api::new(store, api_config.clone())
-            .with_console(driver.clone())
-            .with_rule_counters(counters),
-    );
-    tracing::info!(
-        api = %api_config.listen,
-        openflow = %config.openflow.listen,
-        region = %api_config.region,
-        "flowgate serving"
-    );
-    ec2api::serve(api, listener, shutdown_signal())
-        .await
-        .map_err(|e| format!("API server failed: {e}"))?;
-    tracing::info!("flowgate stopped");
-    Ok(())
+    Ok(store)
 }
 
-/// Starts the OpenFlow controller on the configured TCP address and Unix
-/// sockets.
-async fn start_controller(config: &Config) -> Result<Controller, String> {
+/// Whether the controller listens on `openflow.listen` besides its Unix
+/// sockets. `flowgate demo` reaches its bridges through a Unix socket only,
+/// so that it never takes a port another controller on the machine uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OpenflowTcp {
+    /// Listen on `openflow.listen` too.
+    Listen,
+    /// Unix sockets only.
+    Off,
+}
+
+/// `flowgate serve` started: the compute reconciler, the OpenFlow
+/// controller, the data plane and the metrics endpoint run as tasks of the
+/// current runtime; the EC2 API answers once [`Serving::run`] is awaited.
+pub(crate) struct Serving {
+    api: Arc<Api>,
+    listener: tokio::net::TcpListener,
+    controller: Controller,
+}
+
+impl Serving {
+    /// Starts everything but the API on `store`, which the API will answer
+    /// from `listener` (bound by the caller, so that it can report the
+    /// address it got and fail before anything else started).
+    pub(crate) async fn start(
+        config: &Config,
+        store: Store,
+        listener: tokio::net::TcpListener,
+        openflow_tcp: OpenflowTcp,
+    ) -> Result<Serving, String> {
+        let mut api_config = config.api_config();
+        // The address actually bound: port 0 in the configuration means any.
+        let bound = listener
+            .local_addr()
+            .map_err(|e| format!("cannot read the API listener's address: {e}"))?;
+        if config.api.endpoint.is_empty() {
+            api_config.endpoint = bound.to_string();
+        }
+        api_config.listen = bound;
+        // Instances placed on a hypervisor are started by its driver (netns
+        // or external); instances placed nowhere stay records.
+        let driver: Arc<dyn ComputeDriver> =
+            compute::Drivers::new(store.clone(), config.data_dir.join("instances"));
+        tokio::spawn(ec2api::compute::reconcile(
+            store.clone(),
+            driver.clone(),
+            api_config.terminated_retention,
+            ec2api::compute::OBSERVE_INTERVAL,
+        ));
+        let controller = start_controller(config, openflow_tcp).await?;
+        // Ports of external hypervisors may name their instance only in
+        // external_ids:iface-id, which only the hypervisor's database tells.
+        let (iface_ids_tx, iface_ids_rx) = tokio::sync::watch::channel(dataplane::IfaceIds::new());
+        tokio::spawn(compute::iface_ids::watch_iface_ids(
+            store.clone(),
+            iface_ids_tx,
+            compute::iface_ids::POLL_INTERVAL,
+        ));
+        tokio::spawn(dataplane::run(
+            store.clone(),
+            controller.clone(),
+            config.dataplane_config(),
+            iface_ids_rx,
+        ));
+        if let Some(addr) = config.metrics_listen()? {
+            start_metrics(addr, controller.clone()).await?;
+        }
+        let counters = Arc::new(crate::counters::SwitchCounters::new(
+            store.clone(),
+            controller.clone(),
+        ));
+        let api = Arc::new(
+            Api::new(store, api_config.clone())
+                .with_console(driver.clone())
+                .with_rule_counters(counters),
+        );
+        tracing::info!(
+            api = %api_config.listen,
+            openflow = %config.openflow.listen,
+            region = %api_config.region,
+            "flowgate serving"
+        );
+        Ok(Serving {
+            api,
+            listener,
+            controller,
+        })
+    }
+
+    /// The OpenFlow controller the hypervisors' bridges connect to.
+    pub(crate) fn controller(&self) -> &Controller {
+        &self.controller
+    }
+
+    /// Answers the EC2 API until `shutdown` completes, then lets requests
+    /// in flight finish. The other parts run until the runtime stops.
+    pub(crate) async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), String> {
+        ec2api::serve(self.api, self.listener, shutdown)
+            .await
+            .map_err(|e| format!("API server failed: {e}"))
+    }
+}
+
+/// Starts the OpenFlow controller on the configured Unix sockets and, unless
+/// told otherwise, TCP address.
+async fn start_controller(config: &Config, tcp: OpenflowTcp) -> Result<Controller, String> {
     let controller = Controller::new(config.controller_config());
-    let mut addresses = vec![ListenAddr::Tcp(config.openflow.listen)];
+    let mut addresses = Vec::new();
+    if tcp == OpenflowTcp::Listen {
+        addresses.push(ListenAddr::Tcp(config.openflow.listen));
+    }
     addresses.extend(config.openflow.unix_sockets.iter().cloned().map(ListenAddr::Unix));
     for addr in addresses {
         let listener = Listener::bind(&addr)
@@ -168,6 +238,7 @@ async fn start_metrics(addr: SocketAddr, controller: Controller) -> Result<(), S
     Ok(())
 }
 
+/// Completes on SIGINT or SIGTERM.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {

@@ -4,7 +4,9 @@ clients refuse to send (bad, expired or missing signatures, unknown actions).
 
 The scripts are run by crates/flowgate/tests/clients.rs with FLOWGATE_PORT
 and the keys of accounts it created with `flowgate admin` in the
-environment. Every check prints "ok <what>"; a failed check raises.
+environment (or, against a running `flowgate demo`, with FLOWGATE_ENDPOINT
+instead of FLOWGATE_PORT). Every check prints "ok <what>"; a failed check
+raises.
 """
 import base64
 import datetime
@@ -18,8 +20,8 @@ import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 
-PORT = int(os.environ["FLOWGATE_PORT"])
-ENDPOINT = f"http://127.0.0.1:{PORT}"
+ENDPOINT = os.environ.get("FLOWGATE_ENDPOINT") or f"http://127.0.0.1:{os.environ['FLOWGATE_PORT']}"
+PORT = urllib.parse.urlsplit(ENDPOINT).port
 REGION = os.environ.get("FLOWGATE_REGION", "flowgate-1")
 
 
