@@ -21,7 +21,8 @@ pub struct AdminArgs {
     /// Configuration file (default: /etc/flowgate/flowgate.toml if present).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Data directory holding the store (overrides the configuration).
+    /// Data directory holding the store (overrides `data_dir` of the
+    /// configuration; default /var/lib/flowgate).
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Print JSON instead of text.
@@ -34,29 +35,72 @@ pub struct AdminArgs {
 #[derive(Subcommand)]
 enum AdminCommand {
     /// Tenant accounts (each with a 12-digit owner id, keys and a `default` group).
+    ///
+    /// `account create NAME` prints the first access key and its secret
+    /// (shown only then) that boto3 or the AWS CLI sign requests with.
     #[command(subcommand)]
     Account(AccountCommand),
     /// Access keys that sign API requests.
     #[command(subcommand)]
     Key(KeyCommand),
     /// Public address pools that Elastic IPs come from.
+    ///
+    /// A pool is a range of addresses on the public network behind one
+    /// upstream gateway; AllocateAddress takes the first free address of
+    /// the first pool that has one.
     #[command(subcommand)]
     Pool(PoolCommand),
     /// Private networks instances get their addresses from.
+    ///
+    /// RunInstances takes private IPs from the network its SubnetId names,
+    /// else from the first network; the switch answers ARP for the
+    /// network's gateway itself.
     #[command(subcommand)]
     Network(NetworkCommand),
     /// The image catalogue (ami-… ids).
     #[command(subcommand)]
     Image(ImageCommand),
     /// Hypervisors: Open vSwitch integration bridges that host instances.
+    ///
+    /// flowgate serve is the OpenFlow controller of every registered bridge
+    /// and places instances on the least-loaded hypervisor of their zone.
+    /// See docs/hypervisors.md (drivers, libvirt, OpenNebula) and
+    /// docs/deployment.md.
     #[command(subcommand)]
     Hypervisor(HypervisorCommand),
     /// Instances of every account, with where they run and the port name
     /// their hypervisor must plug them in with.
     #[command(subcommand)]
     Instance(InstanceCommand),
-    /// The store's revision and object counts.
+    /// The store's revision and how many accounts, groups, instances,
+    /// addresses, networks, pools, images and hypervisors it holds.
     Status,
+    /// Writes a consistent copy of the store to FILE while `flowgate serve`
+    /// keeps running.
+    ///
+    /// The copy holds every change acknowledged before the backup started
+    /// (SQLite's VACUUM INTO on a snapshot; writers are not blocked). It is
+    /// written beside FILE, checked, and renamed over FILE, so FILE is never
+    /// a partial copy; it is readable by its owner only, as it holds secret
+    /// access keys. Run it as the user `flowgate serve` runs as.
+    /// `flowgate admin restore FILE` puts it back. See docs/deployment.md.
+    Backup {
+        /// Where to write the copy (replaced if it exists).
+        file: PathBuf,
+    },
+    /// Replaces the store in the data directory with the backup FILE.
+    ///
+    /// Refused while `flowgate serve` or another `flowgate admin` uses the
+    /// data directory (stop the service first), and unless FILE is a whole,
+    /// undamaged flowgate store of a schema version this flowgate knows
+    /// (older versions are migrated when serve next starts); in both cases
+    /// nothing is changed. The database it replaces is kept beside it as
+    /// flowgate.db.before-restore-TIME. The data directory is created if
+    /// missing. See docs/deployment.md.
+    Restore {
+        /// A file written by `flowgate admin backup`.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -146,7 +190,7 @@ enum NetworkCommand {
         /// The virtual router address inside it.
         #[arg(long)]
         gateway: Ipv4Addr,
-        /// A VLAN tag on the physical network.
+        /// A VLAN tag on the physical network (default: untagged).
         #[arg(long)]
         vlan: Option<u16>,
     },
@@ -181,6 +225,11 @@ enum ImageCommand {
 #[derive(Subcommand)]
 enum HypervisorCommand {
     /// Registers a hypervisor's integration bridge.
+    ///
+    /// On the hypervisor, point the bridge at flowgate and keep its flows
+    /// while flowgate is away: `ovs-vsctl set-fail-mode BRIDGE secure` and
+    /// `ovs-vsctl set-controller BRIDGE tcp:CONTROLLER:6653` (the address of
+    /// `openflow.listen`). See docs/hypervisors.md.
     #[command(group(clap::ArgGroup::new("identity").required(true).args(["bridge", "datapath_id"])))]
     Add {
         /// A unique name.
@@ -232,6 +281,14 @@ fn now_ms() -> u64 {
 
 /// Runs an admin command; returns what to print.
 pub fn run(args: AdminArgs) -> Result<(), String> {
+    // Backup and restore work on the database file itself, and a restore
+    // must not hold the store open: neither goes through `execute`.
+    if matches!(
+        args.command,
+        AdminCommand::Backup { .. } | AdminCommand::Restore { .. }
+    ) {
+        return backup_or_restore(args);
+    }
     let json = args.json;
     let output = with_store(
         args.config.as_deref(),
@@ -303,6 +360,9 @@ async fn execute(store: &Store, config: &Config, command: AdminCommand) -> Resul
         AdminCommand::Image(c) => image(store, c).await,
         AdminCommand::Hypervisor(c) => hypervisor(store, config, c).await,
         AdminCommand::Instance(InstanceCommand::List { account }) => instance_list(store, account.as_deref()),
+        AdminCommand::Backup { .. } | AdminCommand::Restore { .. } => {
+            Err("backup and restore do not run on an open store".into())
+        }
         AdminCommand::Status => {
             let state = store.read();
             let tenants: Vec<_> = state.tenants().collect();
@@ -718,4 +778,76 @@ async fn hypervisor(store: &Store, config: &Config, command: HypervisorCommand) 
             })
         }
     }
+}
+
+/// `flowgate admin backup FILE` and `flowgate admin restore FILE`.
+fn backup_or_restore(args: AdminArgs) -> Result<(), String> {
+    let config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    let data_dir = args.data_dir.unwrap_or(config.data_dir);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let output = runtime.block_on(async {
+        match args.command {
+            AdminCommand::Backup { file } => {
+                let info = store::backup::backup_sqlite(&data_dir, &file)
+                    .await
+                    .map_err(|e| format!("backup of {} failed: {e}", data_dir.display()))?;
+                Ok(Output {
+                    json: json!({
+                        "file": file.display().to_string(),
+                        "data_dir": data_dir.display().to_string(),
+                        "revision": info.revision,
+                        "objects": info.objects,
+                        "bytes": info.bytes,
+                        "schema_version": info.schema_version,
+                    }),
+                    text: format!(
+                        "backed up {} (revision {}, {} objects) to {} ({} bytes)",
+                        data_dir.display(),
+                        info.revision,
+                        info.objects,
+                        file.display(),
+                        info.bytes
+                    ),
+                })
+            }
+            AdminCommand::Restore { file } => {
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let label = ec2api::auth::format_amz_date(secs);
+                let restored = store::backup::restore_sqlite(&data_dir, &file, &label)
+                    .await
+                    .map_err(|e| format!("restore into {} refused: {e}", data_dir.display()))?;
+                let previous = restored.previous.as_ref().map(|p| p.display().to_string());
+                let mut text = format!(
+                    "restored {} into {} (revision {}, {} objects)",
+                    file.display(),
+                    data_dir.display(),
+                    restored.info.revision,
+                    restored.info.objects
+                );
+                if let Some(previous) = &previous {
+                    text.push_str(&format!("\nthe database it replaced is kept as {previous}"));
+                }
+                Ok(Output {
+                    json: json!({
+                        "restored": file.display().to_string(),
+                        "data_dir": data_dir.display().to_string(),
+                        "revision": restored.info.revision,
+                        "objects": restored.info.objects,
+                        "schema_version": restored.info.schema_version,
+                        "previous": previous,
+                    }),
+                    text,
+                })
+            }
+            _ => Err("not a backup or restore command".to_string()),
+        }
+    })?;
+    print(&output, args.json);
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! flowgate's configuration: a TOML file whose every setting has a
 //! default, overridden by command-line flags (flags > file > defaults).
-//! See `docs/configuration.md` for the documented file.
+//! `docs/flowgate.example.toml` documents every setting.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

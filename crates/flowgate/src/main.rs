@@ -34,7 +34,12 @@ use clap::{Parser, Subcommand};
                   pool, a private network and an image with `flowgate admin`, then run \
                   `flowgate serve` and point boto3 or the AWS CLI at http://127.0.0.1:8773/. \
                   The store lives in /var/lib/flowgate unless --data-dir or the \
-                  configuration says otherwise. See docs/ec2-api.md and docs/flowgate.example.toml."
+                  configuration says otherwise (/etc/flowgate/flowgate.toml when it exists; \
+                  docs/flowgate.example.toml documents every setting). docs/ec2-api.md covers \
+                  the API and its clients, docs/hypervisors.md registering hypervisors and \
+                  plugging VMs, docs/deployment.md running flowgate for real (systemd, \
+                  firewalling, metrics, backups, upgrades). `flowgate completions SHELL` prints \
+                  shell completions."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -56,16 +61,29 @@ enum Command {
     /// UserData. The README's "Try it" walks through the seed scenario on it.
     /// After a SIGKILL, `flowgate demo --sweep` removes what is left.
     Demo(demo::DemoArgs),
-    /// Run the EC2 Query API (and, in later releases, the OpenFlow controller)
-    /// on the store in the data directory, until SIGINT/SIGTERM.
+    /// Run flowgate: the EC2 Query API, the OpenFlow controller the
+    /// hypervisors' bridges connect to, and /metrics, on the store in the
+    /// data directory, until SIGINT/SIGTERM.
     ///
     /// Settings come from flags, then the configuration file, then defaults
-    /// (docs/flowgate.example.toml lists them all). `flowgate admin` may
-    /// change the same data directory while this runs; the change is seen
-    /// within `store.poll_interval_ms`.
+    /// (docs/flowgate.example.toml lists them all): the API on
+    /// 127.0.0.1:8773, OpenFlow on 127.0.0.1:6653, Prometheus metrics at
+    /// http://127.0.0.1:9773/metrics, the store in /var/lib/flowgate. Logs
+    /// go to stderr, filtered by RUST_LOG or else `log.level` (info).
+    /// `flowgate admin` may change the same data directory while this runs;
+    /// the change is seen within `store.poll_interval_ms` (250 ms). See
+    /// docs/deployment.md for running it as a service.
     Serve(serve::ServeArgs),
     /// Operator commands: accounts and keys, public pools, private networks,
-    /// images, hypervisors. `--json` on any of them prints JSON.
+    /// images, hypervisors, instances, backup and restore. `--json` on any of
+    /// them prints JSON.
+    ///
+    /// They work on the store in the data directory (--data-dir, else
+    /// `data_dir` of the configuration file, else /var/lib/flowgate), each
+    /// change in one transaction, also while `flowgate serve` runs there
+    /// (serve picks it up within `store.poll_interval_ms`). Run them as the
+    /// user serve runs as, so that the files they create stay readable to
+    /// it. See docs/deployment.md and docs/hypervisors.md.
     Admin(admin::AdminArgs),
     /// Decode OpenFlow messages given in hex (as `ovs-ofctl ofp-print` does)
     /// and print them as flowgate's codec sees them.
@@ -91,6 +109,33 @@ enum Command {
     /// listed last. Reads the bridge with ovs-ofctl, so run it where that
     /// reaches the bridge (or give --target).
     Flows(flows::FlowsArgs),
+    /// Print a completion script for bash, zsh or fish (also elvish and
+    /// powershell) on standard output.
+    ///
+    /// bash: `flowgate completions bash > /etc/bash_completion.d/flowgate`;
+    /// zsh: `flowgate completions zsh > /usr/local/share/zsh/site-functions/_flowgate`;
+    /// fish: `flowgate completions fish > ~/.config/fish/completions/flowgate.fish`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Writes the completion script for `shell` to standard output.
+fn completions(shell: clap_complete::Shell) -> Result<(), String> {
+    use std::io::Write;
+    // Generated into memory first: clap_complete panics on a failed write
+    // (a closed pipe), and this way that is an ordinary error.
+    let mut script = Vec::new();
+    let mut command = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "flowgate", &mut script);
+    match std::io::stdout().write_all(&script) {
+        Ok(()) => Ok(()),
+        // `flowgate completions bash | head` is not a failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(format!("cannot write the completion script: {e}")),
+    }
 }
 
 /// Sends logs to stderr, filtered by `RUST_LOG` or else `level`.
@@ -115,6 +160,7 @@ fn main() -> ExitCode {
         Command::OfpDecode { hex } => ofp::ofp_decode(&hex.concat()),
         Command::Trace(args) => trace::run(args),
         Command::Flows(args) => flows::run(args),
+        Command::Completions { shell } => completions(shell),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

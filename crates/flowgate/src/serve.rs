@@ -21,7 +21,7 @@ pub struct ServeArgs {
     /// Configuration file (default: /etc/flowgate/flowgate.toml if present).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Data directory holding the store (overrides `data_dir`).
+    /// Data directory holding the store (overrides `data_dir`; default /var/lib/flowgate).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Address and port of the EC2 Query API (overrides `api.listen`; default 127.0.0.1:8773).

@@ -6,46 +6,10 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::{Keys, Server};
-
-/// One SigV4-signed POST over a fresh connection; (status, body) or None if the server is gone.
-fn call(port: u16, keys: &Keys, body: &str) -> Option<(u16, String)> {
-    let host = format!("127.0.0.1:{port}");
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let headers = ec2api::auth::sign_v4_post(
-        &host,
-        body.as_bytes(),
-        &keys.access_key_id,
-        &keys.secret_access_key,
-        "flowgate-1",
-        &ec2api::auth::format_amz_date(now),
-    );
-    let mut stream = TcpStream::connect(&host).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let mut request = String::from("POST / HTTP/1.1\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    let status = answer.split_whitespace().nth(1)?.parse().ok()?;
-    let body = answer.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
-}
-
-fn between<'a>(text: &'a str, open: &str, close: &str) -> Vec<&'a str> {
-    text.split(open)
-        .skip(1)
-        .filter_map(|rest| rest.split(close).next())
-        .collect()
-}
+use common::{Server, between, signed_post as call};
 
 #[test]
 fn every_acknowledged_write_survives_sigkill_mid_stream() {
@@ -59,6 +23,7 @@ fn every_acknowledged_write_survives_sigkill_mid_stream() {
         "100.64.0.1",
     ]);
     let keys = server.account("alice");
+    common::wait_for_keys(server.port, &keys);
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let port = server.port;
     let workers: Vec<_> = (0..4)

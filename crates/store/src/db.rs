@@ -155,7 +155,8 @@ impl Database {
     }
 }
 
-fn decode(kind: &str, id: &str, body: &str) -> Result<Object, StoreError> {
+/// Reads a stored object's JSON body back as the model's object.
+pub(crate) fn decode(kind: &str, id: &str, body: &str) -> Result<Object, StoreError> {
     serde_json::from_str(body).map_err(|err| StoreError::Corrupt {
         kind: kind.to_string(),
         id: id.to_string(),

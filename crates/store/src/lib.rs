@@ -19,6 +19,7 @@
 //!   change, before and after, with a revision that only grows; a
 //!   subscriber starts from a snapshot taken at a known revision.
 
+pub mod backup;
 mod db;
 pub mod schema;
 
@@ -64,6 +65,12 @@ pub enum StoreError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A restore holds the data directory.
+    #[error(
+        "data directory {0} is being restored (`flowgate admin restore` holds its flowgate.lock); \
+         try again when it has finished"
+    )]
+    Restoring(PathBuf),
     /// The writer task has stopped (the store is shutting down).
     #[error("the store is shut down")]
     Closed,
@@ -131,6 +138,9 @@ struct Outcome {
 }
 
 struct Shared {
+    /// The data directory's lock, held shared for as long as the store is
+    /// in use so that a restore cannot replace the database under it.
+    _lock: Option<std::fs::File>,
     committed: RwLock<State>,
     revision: std::sync::atomic::AtomicU64,
     feed: broadcast::Sender<ChangeEvent>,
@@ -161,6 +171,9 @@ impl Store {
                 .create(data_dir)
                 .map_err(dir_error)?;
         }
+        let lock = backup::lock_data_dir(data_dir, backup::LockMode::Shared)
+            .map_err(dir_error)?
+            .ok_or_else(|| StoreError::Restoring(data_dir.to_path_buf()))?;
         let path = sqlite_path(data_dir);
         if !path.exists() {
             std::fs::OpenOptions::new()
@@ -172,17 +185,27 @@ impl Store {
                 .map_err(dir_error)?;
         }
         let database = Database::open_sqlite(&path).await?;
-        let store = Store::start(database, options).await?;
+        let store = Store::start_locked(database, options, Some(lock)).await?;
         tokio::spawn(Database::checkpoint_sqlite(path, Duration::from_secs(1)));
         Ok(store)
     }
 
     /// Starts a store over an open, migrated database.
-    pub async fn start(mut database: Database, options: StoreOptions) -> Result<Store, StoreError> {
+    pub async fn start(database: Database, options: StoreOptions) -> Result<Store, StoreError> {
+        Store::start_locked(database, options, None).await
+    }
+
+    /// Starts a store, holding `lock` (the data directory's) while it runs.
+    async fn start_locked(
+        mut database: Database,
+        options: StoreOptions,
+        lock: Option<std::fs::File>,
+    ) -> Result<Store, StoreError> {
         let (objects, revision) = database.load_all().await?;
         let state = State::from_objects(objects);
         let (feed, _) = broadcast::channel(4096);
         let shared = Arc::new(Shared {
+            _lock: lock,
             committed: RwLock::new(state.clone()),
             revision: std::sync::atomic::AtomicU64::new(revision),
             feed,

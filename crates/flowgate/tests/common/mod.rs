@@ -5,6 +5,7 @@
 
 pub mod cloud;
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -65,27 +66,43 @@ fn free_port() -> u16 {
 }
 
 /// Runs a command with a deadline; kills it when the deadline passes.
+/// Its output is drained while it runs, so a command that prints more than
+/// a pipe holds does not stall.
 pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
     let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
+            let _ = child.wait();
             panic!(
                 "{command:?} did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                String::from_utf8_lossy(&stdout.join().unwrap()),
+                String::from_utf8_lossy(&stderr.join().unwrap())
             );
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
     }
 }
 
@@ -348,4 +365,61 @@ pub fn field(json: &str, name: &str) -> String {
         + needle.len();
     let end = json[start..].find('"').unwrap() + start;
     json[start..end].to_string()
+}
+
+/// One SigV4-signed POST of `body` to the server on `port` over a fresh
+/// connection: (status, body), or None if the server is gone.
+pub fn signed_post(port: u16, keys: &Keys, body: &str) -> Option<(u16, String)> {
+    let host = format!("127.0.0.1:{port}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let headers = ec2api::auth::sign_v4_post(
+        &host,
+        body.as_bytes(),
+        &keys.access_key_id,
+        &keys.secret_access_key,
+        "flowgate-1",
+        &ec2api::auth::format_amz_date(now),
+    );
+    let mut stream = TcpStream::connect(&host).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut request = String::from("POST / HTTP/1.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let status = answer.split_whitespace().nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+/// The texts between each `open` and the `close` after it.
+pub fn between<'a>(text: &'a str, open: &str, close: &str) -> Vec<&'a str> {
+    text.split(open)
+        .skip(1)
+        .filter_map(|rest| rest.split(close).next())
+        .collect()
+}
+
+/// Waits (at most 10 s) until the server on `port` accepts `keys`: an
+/// account made with `flowgate admin` reaches a running server only at its
+/// next look at the store (`store.poll_interval_ms`).
+pub fn wait_for_keys(port: u16, keys: &Keys) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match signed_post(port, keys, "Action=DescribeRegions&Version=2016-11-15") {
+            Some((200, _)) => return,
+            answer => assert!(
+                Instant::now() < deadline,
+                "the server did not accept {} within 10 s: {answer:?}",
+                keys.access_key_id
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
