@@ -14,8 +14,14 @@
 //! (its port number): replies and related packets of tracked connections
 //! pass; every packet in the original direction must be allowed by a rule
 //! of the sender's egress and the receiver's ingress, so revoking a rule
-//! stops new connections and established ones alike. A rule with N sources
-//! and M port ranges costs about N + M flows (`conjunction`).
+//! (or taking an instance out of a group a rule names) stops new
+//! connections and the established ones it admitted alike, with no
+//! conntrack flush or `ct_mark` bookkeeping. Replies pass only while
+//! conntrack holds the connection; with the originator's packets dropped,
+//! nothing of it reaches the protected instance any more
+//! (`docs/security-groups.md`). A rule with N sources and M port ranges
+//! costs about N + M flows (`conjunction`); its packet count is the sum of
+//! the counters of the flows carrying its cookie.
 
 pub mod compiler;
 pub mod cookie;
