@@ -7,7 +7,9 @@ set -euo pipefail
 # Debian packages: Open vSwitch for the data plane and the test beds, the
 # tools the test bed drives (ip, ethtool, ping, nc, kill/pgrep, unshare),
 # tcpdump and iperf3 for packet-level checks, python3-venv for the AWS
-# clients.
+# clients, and PostgreSQL for the PostgreSQL store's tests and benchmark
+# (they start private servers of their own with its binaries, as the
+# unprivileged postgres user: crates/pgtest; no system-wide service is used).
 PACKAGES=(
   openvswitch-switch
   iproute2
@@ -20,6 +22,7 @@ PACKAGES=(
   iperf3
   python3-venv
   curl
+  postgresql
 )
 
 missing=()
@@ -35,9 +38,9 @@ if ((${#missing[@]})); then
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  # The package's init scripts would start a system-wide Open vSwitch;
-  # flowgate's test beds start their own, so a failure to start it (as in
-  # containers without systemd) is harmless.
+  # The packages' init scripts would start a system-wide Open vSwitch and
+  # PostgreSQL; flowgate's test beds and tests start their own, so a failure
+  # to start them (as in containers without systemd) is harmless.
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
   echo "setup: Debian packages present"

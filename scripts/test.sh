@@ -12,11 +12,17 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast
-else
-  cargo test --workspace --no-fail-fast
-fi
+run_tests() {
+  if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --no-fail-fast "$@"
+  else
+    cargo test --no-fail-fast "$@"
+  fi
+}
+run_tests --workspace
+# The EC2 API client tests once more, on the PostgreSQL store (each test
+# starts a private server). The store's own tests run on both stores above.
+FLOWGATE_TEST_STORE=postgres run_tests -p flowgate --test clients --test durability
 cargo test --workspace --doc
 
 # Nothing may be left behind: lab namespaces are named fgt-<pid>-<n>.
@@ -31,6 +37,13 @@ daemons=$(pgrep -f 'flowgate-testbed/fgt-' || true)
 if [ -n "$daemons" ]; then
   echo "test: processes left behind by the tests:" >&2
   ps -o pid,args -p $daemons >&2 || true
+  exit 1
+fi
+# Private PostgreSQL servers live in $TMPDIR/flowgate-pg/pg-<pid>-<n>.
+servers=$(pgrep -f 'flowgate-pg/(pg|build)-' || true)
+if [ -n "$servers" ]; then
+  echo "test: PostgreSQL servers left behind by the tests:" >&2
+  ps -o pid,args -p $servers >&2 || true
   exit 1
 fi
 echo "test: all tests passed; no namespaces or daemons left behind"

@@ -15,7 +15,7 @@ use store::{MutateError, Store};
 
 use crate::config::Config;
 
-/// `flowgate admin [--config FILE] [--data-dir DIR] [--json] COMMAND`
+/// `flowgate admin [--config FILE] [--data-dir DIR] [--store URL] [--json] COMMAND`
 #[derive(Args)]
 pub struct AdminArgs {
     /// Configuration file (default: /etc/flowgate/flowgate.toml if present).
@@ -25,6 +25,10 @@ pub struct AdminArgs {
     /// configuration; default /var/lib/flowgate).
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The store: a postgres:// URL (overrides `store.url`; default: SQLite
+    /// in the data directory).
+    #[arg(long, global = true, value_name = "URL")]
+    pub store: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -290,9 +294,10 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
         return backup_or_restore(args);
     }
     let json = args.json;
-    let output = with_store(
+    let output = with_store_at(
         args.config.as_deref(),
         args.data_dir.clone(),
+        args.store.clone(),
         |store, config| async move { execute(&store, &config, args.command).await },
     )?;
     print(&output, json);
@@ -310,16 +315,34 @@ where
     F: FnOnce(Store, Config) -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
 {
-    let config = Config::load(config).map_err(|e| e.to_string())?;
-    let data_dir = data_dir.unwrap_or_else(|| config.data_dir.clone());
+    with_store_at(config, data_dir, None, f)
+}
+
+/// Like [`with_store`], with `--store URL` (PostgreSQL) over the
+/// configuration's `store.url`.
+pub fn with_store_at<T, F, Fut>(
+    config: Option<&std::path::Path>,
+    data_dir: Option<PathBuf>,
+    store_url: Option<String>,
+    f: F,
+) -> Result<T, String>
+where
+    F: FnOnce(Store, Config) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let mut config = Config::load(config).map_err(|e| e.to_string())?;
+    if let Some(dir) = data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(url) = store_url {
+        config.store.url = url;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
-        let store = Store::open_sqlite(&data_dir, config.store_options())
-            .await
-            .map_err(|e| format!("cannot open the store in {}: {e}", data_dir.display()))?;
+        let store = config.open_store().await?;
         f(store, config).await
     })
 }
@@ -782,7 +805,17 @@ async fn hypervisor(store: &Store, config: &Config, command: HypervisorCommand) 
 
 /// `flowgate admin backup FILE` and `flowgate admin restore FILE`.
 fn backup_or_restore(args: AdminArgs) -> Result<(), String> {
-    let config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    let mut config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    if let Some(url) = &args.store {
+        config.store.url = url.clone();
+    }
+    if let store::StoreLocation::Postgres(_) = config.store_location()? {
+        return Err(
+            "backup and restore copy the SQLite store; a PostgreSQL store is backed up \
+                    with PostgreSQL's tools (pg_dump, pg_restore, or base backups)"
+                .into(),
+        );
+    }
     let data_dir = args.data_dir.unwrap_or(config.data_dir);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

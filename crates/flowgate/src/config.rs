@@ -95,7 +95,11 @@ pub struct MetricsSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSection {
-    /// How often `serve` looks for changes made by `flowgate admin`.
+    /// Where the store lives: empty for SQLite in `data_dir`, or a
+    /// `postgres://` URL of a database that several nodes may share.
+    pub url: String,
+    /// How often `serve` looks for changes made by `flowgate admin` (and,
+    /// on PostgreSQL, by other nodes, which notify their commits sooner).
     pub poll_interval_ms: u64,
 }
 
@@ -168,6 +172,7 @@ impl Default for MetricsSection {
 impl Default for StoreSection {
     fn default() -> Self {
         StoreSection {
+            url: String::new(),
             poll_interval_ms: 250,
         }
     }
@@ -224,6 +229,7 @@ impl Config {
             return Err("api.addresses_per_account must be at least 1".into());
         }
         config.public_gateway_mac()?;
+        config.store_location()?;
         config.metrics_listen()?;
         Ok(config)
     }
@@ -296,6 +302,19 @@ impl Config {
         }
     }
 
+    /// Where the store lives (`store.url`, else SQLite in `data_dir`).
+    pub fn store_location(&self) -> Result<store::StoreLocation, String> {
+        store::StoreLocation::from_url(&self.store.url, &self.data_dir).map_err(|e| format!("store.url: {e}"))
+    }
+
+    /// Opens the store where the configuration says it lives.
+    pub async fn open_store(&self) -> Result<store::Store, String> {
+        let location = self.store_location()?;
+        store::Store::open(&location, self.store_options())
+            .await
+            .map_err(|e| format!("cannot open the store ({}): {e}", location.describe()))
+    }
+
     /// The store's settings.
     pub fn store_options(&self) -> store::StoreOptions {
         store::StoreOptions {
@@ -319,5 +338,15 @@ mod tests {
         assert_eq!(partial.api.region, "flowgate-1");
         assert!(Config::parse("[api]\nbogus = 1\n").is_err());
         assert!(Config::parse("[api]\naddresses_per_account = 0\n").is_err());
+        let pg = Config::parse("[store]\nurl = \"postgres://fg@db/flowgate\"\n").unwrap();
+        assert!(matches!(
+            pg.store_location(),
+            Ok(store::StoreLocation::Postgres(_))
+        ));
+        assert!(matches!(
+            partial.store_location(),
+            Ok(store::StoreLocation::Sqlite(_))
+        ));
+        assert!(Config::parse("[store]\nurl = \"mysql://db\"\n").is_err());
     }
 }

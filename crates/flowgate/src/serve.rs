@@ -15,7 +15,7 @@ use store::Store;
 
 use crate::config::Config;
 
-/// `flowgate serve [--config FILE] [--data-dir DIR] [--api-listen ADDR:PORT] [--openflow-listen ADDR:PORT]`
+/// `flowgate serve [--config FILE] [--data-dir DIR] [--store URL] [--api-listen ADDR:PORT] [--openflow-listen ADDR:PORT]`
 #[derive(Args)]
 pub struct ServeArgs {
     /// Configuration file (default: /etc/flowgate/flowgate.toml if present).
@@ -24,6 +24,10 @@ pub struct ServeArgs {
     /// Data directory holding the store (overrides `data_dir`; default /var/lib/flowgate).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The store: a postgres:// URL shared by several nodes (overrides
+    /// `store.url`; default: SQLite in the data directory).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
     /// Address and port of the EC2 Query API (overrides `api.listen`; default 127.0.0.1:8773).
     #[arg(long, value_name = "ADDR:PORT")]
     pub api_listen: Option<SocketAddr>,
@@ -37,6 +41,9 @@ pub fn effective_config(args: &ServeArgs) -> Result<Config, String> {
     let mut config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
+    }
+    if let Some(url) = &args.store {
+        config.store.url = url.clone();
     }
     if let Some(listen) = args.api_listen {
         config.api.listen = listen;
@@ -69,13 +76,13 @@ async fn serve(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Opens the store in the configured data directory.
+/// Opens the store where the configuration says (SQLite in the data
+/// directory, or PostgreSQL).
 pub(crate) async fn open_store(config: &Config) -> Result<Store, String> {
-    let store = Store::open_sqlite(&config.data_dir, config.store_options())
-        .await
-        .map_err(|e| format!("cannot open the store in {}: {e}", config.data_dir.display()))?;
+    let store = config.open_store().await?;
     tracing::info!(
         data_dir = %config.data_dir.display(),
+        store = %config.store_location()?.describe(),
         revision = store.revision(),
         "store open"
     );

@@ -1,5 +1,5 @@
-//! flowgate's store: the model persisted in a database, mirrored in memory,
-//! with a change feed.
+//! flowgate's store: the model persisted in a database (SQLite by default,
+//! PostgreSQL for several nodes), mirrored in memory, with a change feed.
 //!
 //! * **Reads** come from memory: [`Store::read`] lends the committed
 //!   [`State`]; nothing there waits for the database.
@@ -10,28 +10,39 @@
 //!   durable does it apply the changes to the committed state, publish them
 //!   on the feed, and answer the callers: a success means durable, and no
 //!   reader ever sees what is not yet committed.
-//! * **Other processes** (`flowgate admin`, later other nodes on
-//!   PostgreSQL) write through the same code; every transaction bumps a
-//!   revision counter and logs what it touched, and the writer catches up
-//!   with what others committed at the start of each transaction and, when
-//!   idle, by polling the counter.
+//! * **Other processes** (`flowgate admin`, other nodes on PostgreSQL)
+//!   write through the same code; every transaction bumps a revision
+//!   counter and logs what it touched. Bumping the counter locks it until
+//!   commit, so writers of every process are serialised and each catches up
+//!   with what others committed at the start of its transaction, before
+//!   running its operations: no node decides on a stale model.
+//! * **Between writes** the writer catches up as soon as PostgreSQL
+//!   notifies a commit (LISTEN/NOTIFY on channel `flowgate_changes`, sent by the
+//!   committing transaction itself), and on both backends by polling the
+//!   counter every [`StoreOptions::poll_interval`] (SQLite has no
+//!   notifications; on PostgreSQL it covers a listener reconnecting).
 //! * **The change feed** ([`Store::subscribe`]) carries every committed
 //!   change, before and after, with a revision that only grows; a
 //!   subscriber starts from a snapshot taken at a known revision.
 
 pub mod backup;
 mod db;
+mod location;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
-use model::{Change, State};
+use model::{Change, Kind, Object, State};
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use db::Database;
+pub use location::StoreLocation;
+
+use db::{Heard, Stored};
 
 /// What went wrong in the storage layer.
 #[derive(Debug, Error)]
@@ -71,6 +82,18 @@ pub enum StoreError {
          try again when it has finished"
     )]
     Restoring(PathBuf),
+    /// The store's URL is not one flowgate can use.
+    #[error("store URL {url:?}: {reason}")]
+    BadUrl {
+        /// The URL, without its password.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The transaction that carried a mutation failed (as told to each of
+    /// the callers whose mutations it carried); nothing of it was kept.
+    #[error("the transaction failed: {0}")]
+    TransactionFailed(String),
     /// The writer task has stopped (the store is shutting down).
     #[error("the store is shut down")]
     Closed,
@@ -100,7 +123,8 @@ pub struct ChangeEvent {
 /// Tuning of the store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// How often an idle store looks for changes made by other processes.
+    /// How often an idle store looks for changes made by other processes
+    /// (on PostgreSQL a notification usually brings them much sooner).
     pub poll_interval: Duration,
     /// The most mutations persisted in one transaction.
     pub max_batch: usize,
@@ -125,9 +149,7 @@ pub fn sqlite_path(data_dir: &Path) -> PathBuf {
 
 /// A job for the writer: runs on the working state and says whether it
 /// changed anything worth keeping, and how to answer once the commit is known.
-struct Job {
-    run: Box<dyn FnOnce(&mut State) -> Outcome + Send>,
-}
+type Job = Box<dyn FnOnce(&mut State) -> Outcome + Send>;
 
 /// Answers a caller once its transaction's fate is known.
 type Completion = Box<dyn FnOnce(Result<u64, &StoreError>) + Send>;
@@ -142,8 +164,17 @@ struct Shared {
     /// in use so that a restore cannot replace the database under it.
     _lock: Option<std::fs::File>,
     committed: RwLock<State>,
-    revision: std::sync::atomic::AtomicU64,
+    revision: AtomicU64,
     feed: broadcast::Sender<ChangeEvent>,
+}
+
+/// What the PostgreSQL listener tells the writer.
+struct Wake {
+    /// The highest revision notified so far.
+    notified: AtomicU64,
+    /// Set when the listener lost its connection: notifications may have
+    /// been missed, so the writer must look.
+    lost: AtomicBool,
 }
 
 /// A handle on the store; cheap to clone.
@@ -154,6 +185,15 @@ pub struct Store {
 }
 
 impl Store {
+    /// Opens the store at `location` (see [`StoreLocation`]), migrates it,
+    /// loads the model and starts the writer on the current tokio runtime.
+    pub async fn open(location: &StoreLocation, options: StoreOptions) -> Result<Store, StoreError> {
+        match location {
+            StoreLocation::Sqlite(data_dir) => Store::open_sqlite(data_dir, options).await,
+            StoreLocation::Postgres(url) => Store::open_postgres(url, options).await,
+        }
+    }
+
     /// Opens (creating if needed) the SQLite store in `data_dir`, migrates
     /// it, loads the model and starts the writer task on the current tokio runtime.
     pub async fn open_sqlite(data_dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
@@ -185,21 +225,43 @@ impl Store {
                 .map_err(dir_error)?;
         }
         let database = Database::open_sqlite(&path).await?;
-        let store = Store::start_locked(database, options, Some(lock)).await?;
+        let store = Store::launch(database, options, Some(lock), None).await?;
         tokio::spawn(Database::checkpoint_sqlite(path, Duration::from_secs(1)));
+        Ok(store)
+    }
+
+    /// Connects to the PostgreSQL database at `url` (which several nodes
+    /// may share), migrates it, loads the model and starts the writer and
+    /// the listener for other nodes' commits on the current tokio runtime.
+    pub async fn open_postgres(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
+        let database = Database::open_postgres(url).await?;
+        // Listening before loading: a commit between the two is then
+        // notified, not left to the next poll.
+        let Some(listener) = database.listener().await? else {
+            return Store::start(database, options).await;
+        };
+        let wake = Arc::new(Wake {
+            notified: AtomicU64::new(0),
+            lost: AtomicBool::new(false),
+        });
+        let (signal, signals) = mpsc::channel(1);
+        let store = Store::launch(database, options, None, Some((wake.clone(), signals))).await?;
+        tokio::spawn(listen(listener, wake, signal));
         Ok(store)
     }
 
     /// Starts a store over an open, migrated database.
     pub async fn start(database: Database, options: StoreOptions) -> Result<Store, StoreError> {
-        Store::start_locked(database, options, None).await
+        Store::launch(database, options, None, None).await
     }
 
-    /// Starts a store, holding `lock` (the data directory's) while it runs.
-    async fn start_locked(
+    /// Starts a store, holding `lock` (the data directory's) while it runs
+    /// and, on PostgreSQL, woken by the listener through `wake`.
+    async fn launch(
         mut database: Database,
         options: StoreOptions,
         lock: Option<std::fs::File>,
+        wake: Option<(Arc<Wake>, mpsc::Receiver<()>)>,
     ) -> Result<Store, StoreError> {
         let (objects, revision) = database.load_all().await?;
         let state = State::from_objects(objects);
@@ -207,7 +269,7 @@ impl Store {
         let shared = Arc::new(Shared {
             _lock: lock,
             committed: RwLock::new(state.clone()),
-            revision: std::sync::atomic::AtomicU64::new(revision),
+            revision: AtomicU64::new(revision),
             feed,
         });
         let (jobs, inbox) = mpsc::channel(4096);
@@ -217,6 +279,7 @@ impl Store {
             applied: revision,
             shared: shared.clone(),
             options,
+            wake,
         };
         tokio::spawn(writer.run(inbox));
         Ok(Store { shared, jobs })
@@ -235,7 +298,7 @@ impl Store {
 
     /// The revision of the committed model.
     pub fn revision(&self) -> u64 {
-        self.shared.revision.load(std::sync::atomic::Ordering::Acquire)
+        self.shared.revision.load(Ordering::Acquire)
     }
 
     /// A copy of the committed model, its revision, and a receiver of every
@@ -259,27 +322,25 @@ impl Store {
         E: Send + 'static,
     {
         let (reply, answer) = oneshot::channel::<Result<T, MutateError<E>>>();
-        let job = Job {
-            run: Box::new(move |state: &mut State| match operation(state) {
-                Ok(value) => Outcome {
-                    accepted: true,
-                    complete: Box::new(move |commit: Result<u64, &StoreError>| {
-                        let result = match commit {
-                            Ok(_) => Ok(value),
-                            Err(err) => Err(MutateError::Storage(clone_error(err))),
-                        };
-                        let _ = reply.send(result);
-                    }),
-                },
-                Err(err) => {
-                    let _ = reply.send(Err(MutateError::Rejected(err)));
-                    Outcome {
-                        accepted: false,
-                        complete: Box::new(|_| {}),
-                    }
+        let job: Job = Box::new(move |state: &mut State| match operation(state) {
+            Ok(value) => Outcome {
+                accepted: true,
+                complete: Box::new(move |commit: Result<u64, &StoreError>| {
+                    let result = match commit {
+                        Ok(_) => Ok(value),
+                        Err(err) => Err(MutateError::Storage(clone_error(err))),
+                    };
+                    let _ = reply.send(result);
+                }),
+            },
+            Err(err) => {
+                let _ = reply.send(Err(MutateError::Rejected(err)));
+                Outcome {
+                    accepted: false,
+                    complete: Box::new(|_| {}),
                 }
-            }),
-        };
+            }
+        });
         self.jobs
             .send(job)
             .await
@@ -304,11 +365,26 @@ impl Store {
 fn clone_error(err: &StoreError) -> StoreError {
     match err {
         StoreError::Closed => StoreError::Closed,
-        other => StoreError::Corrupt {
-            kind: "commit".into(),
-            id: String::new(),
-            reason: other.to_string(),
-        },
+        other => StoreError::TransactionFailed(other.to_string()),
+    }
+}
+
+/// Runs until the store is dropped: turns PostgreSQL's notifications of
+/// commits (by any node, this one included) into wake-ups of the writer.
+async fn listen(mut listener: db::Listener, wake: Arc<Wake>, signal: mpsc::Sender<()>) {
+    loop {
+        let heard = tokio::select! {
+            _ = signal.closed() => return,
+            heard = listener.next() => heard,
+        };
+        match heard {
+            Heard::Revision(revision) => {
+                wake.notified.fetch_max(revision, Ordering::AcqRel);
+            }
+            Heard::MaybeMissed => wake.lost.store(true, Ordering::Release),
+        }
+        // Capacity one: a wake-up already pending covers this one too.
+        let _ = signal.try_send(());
     }
 }
 
@@ -319,6 +395,8 @@ struct Writer {
     applied: u64,
     shared: Arc<Shared>,
     options: StoreOptions,
+    /// On PostgreSQL, what the listener notified, and its signal.
+    wake: Option<(Arc<Wake>, mpsc::Receiver<()>)>,
 }
 
 impl Writer {
@@ -326,7 +404,17 @@ impl Writer {
         let mut poll = tokio::time::interval(self.options.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let woken = async {
+                match self.wake.as_mut() {
+                    Some((_, signals)) => signals.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                // Mutations first: a write transaction catches up with
+                // other processes anyway, so while mutations wait, a
+                // separate catch-up would only cost round trips.
+                biased;
                 job = inbox.recv() => {
                     let Some(job) = job else { break };
                     let mut batch = vec![job];
@@ -336,25 +424,41 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    self.commit_batch(batch).await;
+                    self.commit_batch(batch, &mut inbox).await;
                 }
-                _ = poll.tick() => {
-                    match self.database.current_revision().await {
-                        Ok(revision) if revision > self.applied => self.commit_batch(Vec::new()).await,
-                        Ok(_) => {}
-                        Err(err) => tracing::warn!(error = %err, "cannot poll the store's revision"),
+                Some(()) = woken => {
+                    let Some((wake, _)) = &self.wake else { continue };
+                    let lost = wake.lost.swap(false, Ordering::AcqRel);
+                    if lost || wake.notified.load(Ordering::Acquire) > self.applied {
+                        self.catch_up().await;
                     }
                 }
+                _ = poll.tick() => self.catch_up().await,
             }
         }
         tracing::debug!("store writer stopped");
     }
 
-    async fn commit_batch(&mut self, batch: Vec<Job>) {
+    /// Brings in what others committed since we last looked, without
+    /// taking the write lock.
+    async fn catch_up(&mut self) {
+        match self.database.read_since(self.applied).await {
+            Ok(Some((revision, stored))) => {
+                let external = absorb(&mut self.working, stored);
+                self.publish(revision, external);
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read what other processes committed");
+                self.database.recover().await;
+            }
+        }
+    }
+
+    async fn commit_batch(&mut self, batch: Vec<Job>, inbox: &mut mpsc::Receiver<Job>) {
         let started = std::time::Instant::now();
-        let jobs = batch.len();
-        let result = self.try_commit_batch(batch).await;
-        tracing::trace!(jobs, micros = started.elapsed().as_micros() as u64, "store batch");
+        let result = self.try_commit_batch(batch, inbox).await;
+        tracing::trace!(micros = started.elapsed().as_micros() as u64, "store batch");
         if let Err((err, completions)) = result {
             tracing::error!(error = %err, "store transaction failed; nothing of it was kept");
             for complete in completions {
@@ -369,10 +473,15 @@ impl Writer {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
             self.working.take_journal();
+            self.database.recover().await;
         }
     }
 
-    async fn try_commit_batch(&mut self, batch: Vec<Job>) -> Result<(), (StoreError, Vec<Completion>)> {
+    async fn try_commit_batch(
+        &mut self,
+        mut batch: Vec<Job>,
+        inbox: &mut mpsc::Receiver<Job>,
+    ) -> Result<(), (StoreError, Vec<Completion>)> {
         let mut tx = match self.database.begin().await {
             Ok(tx) => tx,
             Err(err) => return Err((err, run_and_collect(batch, &mut self.working))),
@@ -382,28 +491,22 @@ impl Writer {
             Err(err) => return Err((err, run_and_collect(batch, &mut self.working))),
         };
         // What others committed since we last looked comes first.
-        let outside = if revision > self.applied + 1 {
-            match tx.changed_since(self.applied, revision).await {
-                Ok(objects) => objects,
+        let external = if revision > self.applied + 1 {
+            match tx.changed(self.applied, revision - 1).await {
+                Ok(stored) => absorb(&mut self.working, stored),
                 Err(err) => return Err((err, run_and_collect(batch, &mut self.working))),
             }
         } else {
             Vec::new()
         };
-        let mut external = Vec::new();
-        for (kind, id, object) in outside {
-            let before = self.working.get(kind, &id);
-            if before != object {
-                self.working.apply_stored(kind, &id, object.clone());
-                external.push(Change {
-                    kind,
-                    id,
-                    before,
-                    after: object,
-                });
+        // What arrived while we waited for the lock (another node's
+        // transaction) rides along in this one.
+        while batch.len() < self.options.max_batch {
+            match inbox.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
             }
         }
-        self.working.take_journal();
         let completions = run_and_collect(batch, &mut self.working);
         let changes = self.working.take_journal();
         if changes.is_empty() {
@@ -411,11 +514,7 @@ impl Writer {
             if let Err(err) = tx.rollback().await {
                 tracing::warn!(error = %err, "rollback of an empty transaction failed");
             }
-            if !external.is_empty() {
-                self.publish(revision - 1, external);
-            } else {
-                self.applied = self.applied.max(revision - 1);
-            }
+            self.publish(revision - 1, external);
             for complete in completions {
                 complete(Ok(revision - 1));
             }
@@ -442,22 +541,88 @@ impl Writer {
         Ok(())
     }
 
+    /// Makes `changes` (committed up to `revision`) visible to readers and
+    /// subscribers.
     fn publish(&mut self, revision: u64, changes: Vec<Change>) {
+        if revision <= self.applied && changes.is_empty() {
+            return;
+        }
         let changes: Arc<[Change]> = changes.into();
         {
             let mut committed = self.shared.committed.write().unwrap_or_else(|p| p.into_inner());
             for change in changes.iter() {
                 committed.apply(change);
             }
-            self.shared
-                .revision
-                .store(revision, std::sync::atomic::Ordering::Release);
+            self.shared.revision.store(revision, Ordering::Release);
             // Sent under the write lock so that `subscribe` sees either the
             // state before this event and the event, or the state after it.
-            let _ = self.shared.feed.send(ChangeEvent { revision, changes });
+            // Another process's commit that changed nothing here (it stored
+            // what we had) moves the revision without an event.
+            if !changes.is_empty() {
+                let _ = self.shared.feed.send(ChangeEvent { revision, changes });
+            }
         }
         self.applied = revision;
     }
+}
+
+/// Applies what others stored to the working copy; returns the changes
+/// it made there (objects already as stored are left out).
+fn absorb(working: &mut State, stored: Stored) -> Vec<Change> {
+    let objects = match stored {
+        Stored::Touched(objects) => objects,
+        Stored::Everything(all) => {
+            let mut seen = std::collections::HashSet::new();
+            let mut objects: Vec<(Kind, String, Option<Object>)> = all
+                .into_iter()
+                .map(|object| {
+                    let (kind, id) = (object.kind(), object.id());
+                    seen.insert((kind, id.clone()));
+                    (kind, id, Some(object))
+                })
+                .collect();
+            for object in working.objects() {
+                let (kind, id) = (object.kind(), object.id());
+                if !seen.contains(&(kind, id.clone())) {
+                    objects.push((kind, id, None));
+                }
+            }
+            objects
+        }
+    };
+    // The model's indexes (public IPs, private IPs, names) are kept by
+    // applying changes one at a time, and removing an object frees its keys
+    // whoever holds them by then. So what frees keys goes before what takes
+    // them: deletions first (what an owner owns before the owner), then
+    // changes of objects already here, then new objects (owners first, so
+    // that an account arrives before what it owns). Applied in another
+    // order, a released address whose public IP was allocated again would
+    // free the new holder's IP in the index, and it would be handed out twice.
+    let mut changes: Vec<Change> = objects
+        .into_iter()
+        .filter_map(|(kind, id, after)| {
+            let before = working.get(kind, &id);
+            (before != after).then_some(Change {
+                kind,
+                id,
+                before,
+                after,
+            })
+        })
+        .collect();
+    changes.sort_by_key(|change| {
+        // Kind::ALL lists owners first.
+        let rank = Kind::ALL.iter().position(|k| *k == change.kind).unwrap_or(0) as i32;
+        match (&change.before, &change.after) {
+            (_, None) => (0, -rank),
+            (Some(_), Some(_)) => (1, rank),
+            (None, Some(_)) => (2, rank),
+        }
+    });
+    for change in &changes {
+        working.apply(change);
+    }
+    changes
 }
 
 /// Runs each job on the working state; a rejected job's partial changes are rolled back.
@@ -465,7 +630,7 @@ fn run_and_collect(batch: Vec<Job>, working: &mut State) -> Vec<Completion> {
     let mut completions = Vec::with_capacity(batch.len());
     for job in batch {
         let mark = working.journal_len();
-        let outcome = (job.run)(working);
+        let outcome = job(working);
         if outcome.accepted {
             completions.push(outcome.complete);
         } else {

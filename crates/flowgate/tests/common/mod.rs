@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -114,32 +115,35 @@ pub struct Keys {
     pub secret_access_key: String,
 }
 
+/// The store the servers of this test use: SQLite in their data
+/// directories, or, with `FLOWGATE_TEST_STORE=postgres` (as
+/// `scripts/test.sh` runs these tests a second time), a private PostgreSQL
+/// server of the test's own (crates/pgtest): the same tests on both stores.
+pub fn test_postgres() -> Option<Arc<pgtest::Postgres>> {
+    match std::env::var("FLOWGATE_TEST_STORE").as_deref() {
+        Ok("postgres") => Some(Arc::new(
+            pgtest::Postgres::start().expect("a private PostgreSQL server"),
+        )),
+        Ok("sqlite") | Ok("") | Err(_) => None,
+        Ok(other) => panic!("FLOWGATE_TEST_STORE={other:?}: expected sqlite or postgres"),
+    }
+}
+
 /// A running `flowgate serve` with its data directory.
 pub struct Server {
     pub dir: TempDir,
     pub port: u16,
     pub child: Option<Child>,
     pub config: PathBuf,
+    /// The PostgreSQL server holding the store (shared by the servers of a
+    /// multi-node test), if not SQLite; dropped after the server is killed.
+    pub postgres: Option<Arc<pgtest::Postgres>>,
 }
 
 impl Server {
     /// A data directory with a pool, a network and an image, and a server on it.
     pub fn start(config_toml: &str) -> Server {
-        let dir = TempDir::new("serve");
-        let config = dir.0.join("flowgate.toml");
-        // Every server of a parallel test run needs ports of its own: the
-        // OpenFlow listener gets a free one, the metrics endpoint none.
-        std::fs::write(
-            &config,
-            format!("[store]\npoll_interval_ms = 50\n[metrics]\nlisten = \"\"\n{config_toml}"),
-        )
-        .unwrap();
-        let mut server = Server {
-            dir,
-            port: free_port(),
-            child: None,
-            config,
-        };
+        let mut server = Server::prepare(config_toml);
         server.admin(&["pool", "add", "--cidr", POOL_CIDR, "--gateway", "203.0.113.1"]);
         server.admin(&["network", "add", "--cidr", "10.0.0.0/24", "--gateway", "10.0.0.1"]);
         server.launch();
@@ -150,11 +154,23 @@ impl Server {
     /// launched server: the caller adds what it needs with `admin`, then
     /// calls [`Server::launch`].
     pub fn prepare(config_toml: &str) -> Server {
+        Server::prepare_on(test_postgres(), config_toml)
+    }
+
+    /// Like [`Server::prepare`], with the store on `postgres` (SQLite if
+    /// `None`): servers prepared on the same one are nodes of one cloud.
+    pub fn prepare_on(postgres: Option<Arc<pgtest::Postgres>>, config_toml: &str) -> Server {
         let dir = TempDir::new("serve");
         let config = dir.0.join("flowgate.toml");
+        let url = postgres
+            .as_ref()
+            .map(|pg| format!("url = \"{}\"\n", pg.url()))
+            .unwrap_or_default();
+        // Every server of a parallel test run needs ports of its own: the
+        // OpenFlow listener gets a free one, the metrics endpoint none.
         std::fs::write(
             &config,
-            format!("[store]\npoll_interval_ms = 50\n[metrics]\nlisten = \"\"\n{config_toml}"),
+            format!("[store]\n{url}poll_interval_ms = 50\n[metrics]\nlisten = \"\"\n{config_toml}"),
         )
         .unwrap();
         Server {
@@ -162,6 +178,7 @@ impl Server {
             port: free_port(),
             child: None,
             config,
+            postgres,
         }
     }
 
