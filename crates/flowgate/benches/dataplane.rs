@@ -18,7 +18,9 @@
 //!   the same lab, alternating; also across hypervisors.
 //!
 //! `cargo bench -p flowgate --bench dataplane [latency|throughput]
-//! [--rounds N]` as root. Results go to docs/benchmarks.md by hand.
+//! [--rounds N] [--transfers N]` as root (N authorize/revoke pairs, default
+//! 300; N rounds of transfers, default 5). Results go to
+//! docs/benchmarks.md by hand.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -49,19 +51,20 @@ fn main() {
         .map(String::as_str)
         .filter(|a| !a.starts_with('-') && a.parse::<u32>().is_err())
         .collect();
-    let rounds = args
-        .iter()
-        .position(|a| a == "--rounds")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok());
+    let option = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|n| n.parse().ok())
+    };
     let run = |name: &str| which.is_empty() || which.contains(&name);
     let cloud = BenchCloud::start();
     println!("machine: {}", machine());
     if run("latency") {
-        bench_latency(&cloud, rounds.unwrap_or(300));
+        bench_latency(&cloud, option("--rounds").unwrap_or(300));
     }
     if run("throughput") {
-        bench_throughput(&cloud, rounds.unwrap_or(3));
+        bench_throughput(&cloud, option("--transfers").unwrap_or(5));
     }
 }
 
@@ -603,13 +606,17 @@ fn bench_throughput(cloud: &BenchCloud, rounds: usize) {
             cross[round]
         );
     }
+    // Each round's two transfers ran back to back: their ratio is less
+    // exposed to what else the machine does than the ratio of medians.
+    let ratio = median(pipeline.iter().zip(&normal).map(|(p, n)| p / n).collect());
     let (p, n, x) = (median(pipeline), median(normal), median(cross));
     println!(
         "median: pipeline (one hypervisor) {p:.2} Gbit/s, NORMAL {n:.2} Gbit/s, across hypervisors {x:.2} Gbit/s"
     );
     println!(
-        "{}: pipeline / NORMAL = {:.1}% (target >= 90%)",
-        if p >= 0.9 * n { "PASS" } else { "FAIL" },
+        "{}: pipeline / NORMAL = {:.1}% (median of the rounds' ratios; ratio of the medians {:.1}%; target >= 90%)",
+        if ratio >= 0.9 { "PASS" } else { "FAIL" },
+        100.0 * ratio,
         100.0 * p / n
     );
 }
