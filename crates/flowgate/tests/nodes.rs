@@ -1,7 +1,8 @@
 //! Several `flowgate serve` nodes on one PostgreSQL database (a private
 //! server, crates/pgtest): a write through one node's API shows through the
 //! other's within milliseconds (measured); allocations racing on both nodes
-//! never hand out an address twice; killing one node with SIGKILL in the
+//! never hand out an address twice, nor instances launched on both a
+//! private IP or MAC twice; killing one node with SIGKILL in the
 //! middle of a stream of writes loses no acknowledged write.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -38,6 +39,7 @@ struct TwoNodes {
     a: Server,
     b: Server,
     keys: Keys,
+    image: String,
     postgres: Arc<pgtest::Postgres>,
 }
 
@@ -50,9 +52,16 @@ impl TwoNodes {
         a.admin(&["pool", "add", "--cidr", pool_cidr, "--gateway", gateway]);
         a.admin(&["network", "add", "--cidr", "10.0.0.0/24", "--gateway", "10.0.0.1"]);
         let keys = a.account("alice");
+        let image = a.image("debian-12");
         a.launch();
         b.launch();
-        TwoNodes { a, b, keys, postgres }
+        TwoNodes {
+            a,
+            b,
+            keys,
+            image,
+            postgres,
+        }
     }
 }
 
@@ -103,7 +112,7 @@ fn a_write_through_one_node_shows_through_the_other_within_milliseconds() {
             command
                 .args(["admin", "--config", "/dev/null", "--store"])
                 .arg(nodes.postgres.url())
-                .args(["image", "add", "debian-12", "--json"]);
+                .args(["image", "add", "ubuntu-24.04", "--json"]);
             command
         },
         Duration::from_secs(30),
@@ -233,4 +242,60 @@ fn killing_one_node_mid_stream_loses_no_acknowledged_write() {
         "{} acknowledged ({at_kill} when A was killed); none lost",
         acknowledged.len()
     );
+}
+
+#[test]
+fn instances_launched_on_two_nodes_at_once_get_distinct_private_ips_and_macs() {
+    let nodes = TwoNodes::start("203.0.113.0/24", "203.0.113.1");
+    let launch = format!(
+        "Action=RunInstances&Version=2016-11-15&ImageId={}&MinCount=5&MaxCount=5",
+        nodes.image
+    );
+    let workers: Vec<_> = (0..8)
+        .map(|n| {
+            let port = if n % 2 == 0 { nodes.a.port } else { nodes.b.port };
+            let keys = nodes.keys.clone();
+            let launch = launch.clone();
+            std::thread::spawn(move || {
+                for _ in 0..5 {
+                    let (status, body) = call(port, &keys, &launch).expect("the node answers");
+                    assert_eq!(status, 200, "{body}");
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    // 8 clients x 5 launches x 5 instances, on the 10.0.0.0/24 network.
+    for port in [nodes.a.port, nodes.b.port] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (status, body) = call(port, &nodes.keys, "Action=DescribeInstances&Version=2016-11-15")
+                .expect("the node answers");
+            assert_eq!(status, 200, "{body}");
+            let ids: HashSet<&str> = between(&body, "<instanceId>", "</instanceId>")
+                .into_iter()
+                .collect();
+            if ids.len() < 200 {
+                assert!(
+                    Instant::now() < deadline,
+                    "node on {port} lists {} instances",
+                    ids.len()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            assert_eq!(ids.len(), 200);
+            let macs: HashSet<&str> = between(&body, "<macAddress>", "</macAddress>")
+                .into_iter()
+                .collect();
+            assert_eq!(macs.len(), 200, "a MAC was handed out twice");
+            // Each instance shows its private IP twice (instance and interface).
+            let ips = between(&body, "<privateIpAddress>", "</privateIpAddress>");
+            let distinct: HashSet<&&str> = ips.iter().collect();
+            assert_eq!(distinct.len(), 200, "a private IP was handed out twice");
+            break;
+        }
+    }
 }
