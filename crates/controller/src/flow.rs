@@ -20,15 +20,33 @@ pub type Fingerprint = u128;
 
 /// A flow table entry. Immutable once built: its identity and content are
 /// fingerprinted once.
+///
+/// The match and instructions are kept as their wire encoding, not as the
+/// codec's typed values: a security-group flow takes about 80 bytes that
+/// way instead of about 500, which is what lets one controller hold the
+/// flows of a thousand hypervisors. [`Flow::match_`] and
+/// [`Flow::instructions`] decode on demand (when a flow-mod is built).
 #[derive(Debug, Clone)]
 pub struct Flow {
     table: u8,
     priority: u16,
-    match_: Match,
     cookie: u64,
-    instructions: Vec<Instruction>,
     key: Fingerprint,
     body: Fingerprint,
+    repr: Repr,
+}
+
+#[derive(Debug, Clone)]
+enum Repr {
+    /// The `ofp_match` (header, OXM fields, padding) followed by the
+    /// instructions, as on the wire.
+    Wire { bytes: Box<[u8]>, match_len: u16 },
+    /// What the codec could not encode (a match or instruction list too
+    /// long): kept as given, so that sending it fails as it would have.
+    Typed {
+        match_: Match,
+        instructions: Vec<Instruction>,
+    },
 }
 
 thread_local! {
@@ -44,28 +62,35 @@ impl Flow {
         // Switches report some actions in another spelling than they were
         // sent in; both must fingerprint alike.
         let instructions: Vec<Instruction> = instructions.into_iter().map(Instruction::canonical).collect();
-        let (key, body) = SCRATCH.with(|scratch| {
+        SCRATCH.with(|scratch| {
             let mut buf = scratch.borrow_mut();
             buf.clear();
             buf.push(table);
             buf.extend_from_slice(&priority.to_be_bytes());
             // A match too long to encode cannot be installed either; its
             // partial encoding still identifies it.
-            let _ = match_.encode(&mut buf);
+            let match_ok = match_.encode(&mut buf).is_ok();
             let key = xxh3_128(&buf);
-            buf.clear();
-            let _ = Instruction::encode_list(&instructions, &mut buf);
-            (key, xxh3_128(&buf))
-        });
-        Flow {
-            table,
-            priority,
-            match_,
-            cookie: 0,
-            instructions,
-            key,
-            body,
-        }
+            let match_end = buf.len();
+            let instructions_ok = Instruction::encode_list(&instructions, &mut buf).is_ok();
+            let body = xxh3_128(&buf[match_end..]);
+            let match_len = u16::try_from(match_end - 3).ok();
+            let repr = match match_len {
+                Some(match_len) if match_ok && instructions_ok => Repr::Wire {
+                    bytes: buf[3..].into(),
+                    match_len,
+                },
+                _ => Repr::Typed { match_, instructions },
+            };
+            Flow {
+                table,
+                priority,
+                cookie: 0,
+                key,
+                body,
+                repr,
+            }
+        })
     }
 
     /// The same flow owned by `cookie`.
@@ -89,9 +114,15 @@ impl Flow {
         self.priority
     }
 
-    /// The match, in canonical form.
-    pub fn match_(&self) -> &Match {
-        &self.match_
+    /// The match, in canonical form (decoded from the stored encoding).
+    pub fn match_(&self) -> Match {
+        match &self.repr {
+            // The codec decodes whatever it encoded (property-tested).
+            Repr::Wire { bytes, match_len } => {
+                Match::decode_bytes(&bytes[..usize::from(*match_len)]).unwrap_or_default()
+            }
+            Repr::Typed { match_, .. } => match_.clone(),
+        }
     }
 
     /// The owner's cookie.
@@ -99,9 +130,14 @@ impl Flow {
         self.cookie
     }
 
-    /// The instructions.
-    pub fn instructions(&self) -> &[Instruction] {
-        &self.instructions
+    /// The instructions (decoded from the stored encoding).
+    pub fn instructions(&self) -> Vec<Instruction> {
+        match &self.repr {
+            Repr::Wire { bytes, match_len } => {
+                Instruction::decode_list_bytes(&bytes[usize::from(*match_len)..]).unwrap_or_default()
+            }
+            Repr::Typed { instructions, .. } => instructions.clone(),
+        }
     }
 
     /// Fingerprint of the key: table, priority and match.
@@ -132,9 +168,26 @@ impl Flow {
 /// the current set, replace one owner and publish the result; a switch
 /// session sees which owners changed by pointer comparison and touches only
 /// their flows.
+///
+/// Owners live in buckets by the top bits of their cookie (its kind and the
+/// first bits of its hash), each bucket shared until changed: copying the
+/// set to change one owner copies one bucket of a few dozen owners, not a
+/// map of every owner of the switch (a rule every hypervisor has would
+/// otherwise cost a thousand switches a thousand-owner copy each), and
+/// comparing two sets skips every bucket they share.
 #[derive(Debug, Clone, Default)]
 pub struct FlowSet {
-    owners: BTreeMap<u64, Arc<[Arc<Flow>]>>,
+    buckets: BTreeMap<u64, Arc<Bucket>>,
+}
+
+type Bucket = BTreeMap<u64, Arc<[Arc<Flow>]>>;
+
+/// Cookies sharing their top bits share a bucket (a prefix of the cookie,
+/// so buckets in order hold owners in cookie order).
+const BUCKET_SHIFT: u32 = 50;
+
+fn bucket_of(cookie: u64) -> u64 {
+    cookie >> BUCKET_SHIFT
 }
 
 impl FlowSet {
@@ -151,80 +204,105 @@ impl FlowSet {
             .map(|f| Arc::new(f.with_cookie(cookie)))
             .collect();
         if flows.is_empty() {
-            self.owners.remove(&cookie);
+            self.remove_owner(cookie);
         } else {
-            self.owners.insert(cookie, flows);
+            let bucket = self.buckets.entry(bucket_of(cookie)).or_default();
+            Arc::make_mut(bucket).insert(cookie, flows);
         }
     }
 
     /// Removes every flow of `cookie`.
     pub fn remove_owner(&mut self, cookie: u64) {
-        self.owners.remove(&cookie);
+        let key = bucket_of(cookie);
+        if let Some(bucket) = self.buckets.get_mut(&key)
+            && bucket.contains_key(&cookie)
+        {
+            Arc::make_mut(bucket).remove(&cookie);
+            if bucket.is_empty() {
+                self.buckets.remove(&key);
+            }
+        }
     }
 
     /// The flows of `cookie`.
     pub fn owner(&self, cookie: u64) -> &[Arc<Flow>] {
-        self.owners.get(&cookie).map(|f| &f[..]).unwrap_or(&[])
+        self.buckets
+            .get(&bucket_of(cookie))
+            .and_then(|b| b.get(&cookie))
+            .map(|f| &f[..])
+            .unwrap_or(&[])
     }
 
     /// Owners and their flows, by cookie.
     pub fn owners(&self) -> impl Iterator<Item = (u64, &[Arc<Flow>])> {
-        self.owners.iter().map(|(c, f)| (*c, &f[..]))
+        self.buckets
+            .values()
+            .flat_map(|b| b.iter().map(|(c, f)| (*c, &f[..])))
     }
 
     /// Every flow.
     pub fn flows(&self) -> impl Iterator<Item = &Arc<Flow>> {
-        self.owners.values().flat_map(|f| f.iter())
+        self.owners().flat_map(|(_, f)| f.iter())
     }
 
     /// Number of flows.
     pub fn len(&self) -> usize {
-        self.owners.values().map(|f| f.len()).sum()
+        self.owners().map(|(_, f)| f.len()).sum()
     }
 
     /// Whether there are no flows.
     pub fn is_empty(&self) -> bool {
-        self.owners.is_empty()
+        self.buckets.is_empty()
     }
 
     /// Owners whose flows differ between `self` and `newer` (compared by
-    /// pointer, which is what publishing through `set_owner` changes).
+    /// pointer, which is what publishing through `set_owner` changes), in
+    /// cookie order.
     pub fn changed_owners(&self, newer: &FlowSet) -> Vec<u64> {
         let mut changed = Vec::new();
-        let mut a = self.owners.iter().peekable();
-        let mut b = newer.owners.iter().peekable();
-        loop {
-            match (a.peek(), b.peek()) {
-                (None, None) => break,
-                (Some((ca, _)), None) => {
-                    changed.push(**ca);
-                    a.next();
+        let empty = Bucket::new();
+        for key in merged_keys(self.buckets.keys(), newer.buckets.keys()) {
+            let (a, b) = (self.buckets.get(&key), newer.buckets.get(&key));
+            if let (Some(a), Some(b)) = (a, b)
+                && Arc::ptr_eq(a, b)
+            {
+                continue;
+            }
+            let (a, b) = (a.map_or(&empty, |a| &**a), b.map_or(&empty, |b| &**b));
+            for cookie in merged_keys(a.keys(), b.keys()) {
+                let same = match (a.get(&cookie), b.get(&cookie)) {
+                    (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+                    _ => false,
+                };
+                if !same {
+                    changed.push(cookie);
                 }
-                (None, Some((cb, _))) => {
-                    changed.push(**cb);
-                    b.next();
-                }
-                (Some((ca, fa)), Some((cb, fb))) => match ca.cmp(cb) {
-                    std::cmp::Ordering::Less => {
-                        changed.push(**ca);
-                        a.next();
-                    }
-                    std::cmp::Ordering::Greater => {
-                        changed.push(**cb);
-                        b.next();
-                    }
-                    std::cmp::Ordering::Equal => {
-                        if !Arc::ptr_eq(fa, fb) {
-                            changed.push(**ca);
-                        }
-                        a.next();
-                        b.next();
-                    }
-                },
             }
         }
         changed
     }
+}
+
+/// The union of two ascending key sequences, ascending, without repeats.
+fn merged_keys<'a>(a: impl Iterator<Item = &'a u64>, b: impl Iterator<Item = &'a u64>) -> Vec<u64> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    let mut out = Vec::new();
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(x), None) => **x,
+            (None, Some(y)) => **y,
+            (Some(x), Some(y)) => (**x).min(**y),
+        };
+        if a.peek().is_some_and(|x| **x == next) {
+            a.next();
+        }
+        if b.peek().is_some_and(|y| **y == next) {
+            b.next();
+        }
+        out.push(next);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -284,5 +362,33 @@ mod tests {
         assert_eq!(old.changed_owners(&new), vec![2, 3, 4]);
         assert_eq!(new.len(), 3);
         assert_eq!(new.owner(2)[0].cookie(), 2);
+    }
+
+    #[test]
+    fn owners_in_many_buckets_stay_in_cookie_order_and_changes_are_found() {
+        let cookies: Vec<u64> = (0..200u64).map(|i| (3 << 56) | (i << 47) | i).collect();
+        let mut old = FlowSet::new();
+        for (i, c) in cookies.iter().enumerate() {
+            old.set_owner(*c, [flow(1, i as u32, 1)]);
+        }
+        assert!(old.buckets.len() > 10, "spread over buckets");
+        let listed: Vec<u64> = old.owners().map(|(c, _)| c).collect();
+        assert_eq!(listed, cookies);
+        let mut new = old.clone();
+        new.set_owner(cookies[150], [flow(1, 999, 2)]);
+        new.remove_owner(cookies[3]);
+        new.set_owner(7 << 56, [flow(1, 1000, 1)]);
+        assert_eq!(old.changed_owners(&new), vec![cookies[3], cookies[150], 7 << 56]);
+        assert_eq!(new.changed_owners(&old), vec![cookies[3], cookies[150], 7 << 56]);
+        assert_eq!(new.len(), 200);
+        assert!(new.owner(cookies[3]).is_empty());
+        assert_eq!(old.owner(cookies[3]).len(), 1);
+        // Untouched buckets are shared, not copied.
+        let shared = old
+            .buckets
+            .iter()
+            .filter(|(k, b)| new.buckets.get(*k).is_some_and(|n| Arc::ptr_eq(b, n)))
+            .count();
+        assert_eq!(shared, old.buckets.len() - 2);
     }
 }

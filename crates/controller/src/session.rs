@@ -38,6 +38,9 @@ const RECENT_REQUESTS: usize = 1024;
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// A write buffer larger than this is let go once written.
+const MAX_IDLE_BUFFER: usize = 256 * 1024;
+
 /// Requests from the rest of the controller to a session.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -132,6 +135,12 @@ impl<S: AsyncWrite> Writer<S> {
             self.recent.push_back((m.xid, m.body.name()));
         }
         self.wr.write_all(&self.out).await?;
+        // A first sync sends a bundle of every flow at once; keeping a
+        // buffer that size for each of a thousand switches would cost more
+        // than their flows.
+        if self.out.capacity() > MAX_IDLE_BUFFER {
+            self.out = Vec::new();
+        }
         Ok(())
     }
 
