@@ -88,13 +88,42 @@ pub struct Update {
 /// Everything compiled: datapath id -> cookie -> (owner, flows).
 pub type Snapshot = BTreeMap<u64, BTreeMap<u64, (OwnerKey, Arc<[FlowSpec]>)>>;
 
+/// What the compiler remembers of an owner's flows on a hypervisor: a
+/// fingerprint, enough to tell whether a recompile changed anything, and
+/// the flows themselves unless [`Compiler::forget_flows`] said not to.
+#[derive(Debug, Clone)]
+struct Compiled {
+    cookie: u64,
+    fingerprint: u128,
+    flows: Option<Arc<[FlowSpec]>>,
+}
+
+/// A 128-bit hash of a list of flows: two lists with the same fingerprint
+/// are, for every practical purpose, equal.
+fn fingerprint(flows: &[FlowSpec]) -> u128 {
+    use std::hash::Hash;
+    let mut h = xxhash_rust::xxh3::Xxh3Default::new();
+    flows.hash(&mut h);
+    h.digest128()
+}
+
+/// A rule's priority in a hypervisor's slot list (see `HvOutput::slots`).
+fn slot_of(slots: &[(u64, String, u16)], rule: &str) -> Option<u16> {
+    let hash = xxh3_64(rule.as_bytes());
+    slots
+        .binary_search_by(|(h, id, _)| (*h, id.as_str()).cmp(&(hash, rule)))
+        .ok()
+        .map(|i| slots[i].2)
+}
+
 /// The compiled flows of one hypervisor.
 #[derive(Debug, Default, Clone)]
 struct HvOutput {
-    owners: BTreeMap<OwnerKey, (u64, Arc<[FlowSpec]>)>,
+    owners: BTreeMap<OwnerKey, Compiled>,
     cookies: HashSet<u64>,
-    /// Priority of each security group rule present on the hypervisor.
-    slots: BTreeMap<String, u16>,
+    /// Priority of each security group rule present on the hypervisor, as
+    /// (hash of its id, id, priority) sorted by hash and id.
+    slots: Vec<(u64, String, u16)>,
     datapath_id: u64,
 }
 
@@ -110,6 +139,10 @@ pub struct Compiler {
     addresses: BTreeMap<String, Address>,
     /// Instances by security group.
     members: BTreeMap<String, BTreeSet<String>>,
+    /// Hypervisors hosting members of each group, with how many members
+    /// each hosts: a change to a group touches these without walking every
+    /// member (which made binding N instances cost O(N^2)).
+    group_hosts: BTreeMap<String, BTreeMap<String, usize>>,
     /// Rules that name a group as their peer: source group -> (group, rule).
     referencing: BTreeMap<String, BTreeSet<(String, String)>>,
     /// The Elastic IPs associated with each instance (EC2 allows one; a
@@ -124,12 +157,29 @@ pub struct Compiler {
     dirty_slots: BTreeSet<String>,
     /// While bulk loading, nothing is marked: everything is at the end.
     loading: bool,
+    /// Keep only fingerprints of compiled flows (see [`Compiler::forget_flows`]).
+    forget_flows: bool,
 }
 
 impl Compiler {
     /// A compiler that knows nothing yet.
     pub fn new() -> Compiler {
         Compiler::default()
+    }
+
+    /// From now on, remember only a 128-bit fingerprint of each owner's
+    /// flows instead of the flows: [`flush`](Compiler::flush) still
+    /// reports exactly the owners whose flows changed, and the flows live
+    /// on only where the caller keeps them (the controller does). This
+    /// halves what a data plane holds per flow; [`snapshot`](Compiler::snapshot)
+    /// then recompiles.
+    pub fn forget_flows(&mut self) {
+        self.forget_flows = true;
+        for out in self.out.values_mut() {
+            for compiled in out.owners.values_mut() {
+                compiled.flows = None;
+            }
+        }
     }
 
     fn mark(&mut self, hv: &str, kind: OwnerKind, id: &str) {
@@ -189,16 +239,35 @@ impl Compiler {
 
     /// Hypervisors where members of `group` are placed.
     fn hypervisors_of_group(&self, group: &str) -> BTreeSet<String> {
-        self.members
+        self.group_hosts
             .get(group)
-            .into_iter()
-            .flatten()
-            .filter_map(|i| self.instances.get(i)?.hypervisor.clone())
-            .collect()
+            .map(|hosts| hosts.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Marks everything an instance's presence influences.
     fn touch_instance(&mut self, inst: &Instance) {
+        if self.loading {
+            return;
+        }
+        self.touch_instance_here(inst);
+        // Its address is a peer of every rule that names one of its groups.
+        let referencing: Vec<(String, String)> = inst
+            .groups
+            .iter()
+            .flat_map(|g| self.referencing.get(g).into_iter().flatten().cloned())
+            .collect();
+        for (group, rule) in referencing {
+            for hv in self.hypervisors_of_group(&group) {
+                self.mark(&hv, OwnerKind::Rule, &rule);
+            }
+        }
+    }
+
+    /// Marks what an instance influences on its own hypervisor: all that a
+    /// change of its port (binding) alters, since peers of group-sourced
+    /// rules are members whether bound or not.
+    fn touch_instance_here(&mut self, inst: &Instance) {
         if self.loading {
             return;
         }
@@ -220,26 +289,21 @@ impl Compiler {
             }
             self.dirty_slots.insert(hv);
         }
-        // Its address is a peer of every rule that names one of its groups.
-        let referencing: Vec<(String, String)> = inst
-            .groups
-            .iter()
-            .flat_map(|g| self.referencing.get(g).into_iter().flatten().cloned())
-            .collect();
-        for (group, rule) in referencing {
-            for hv in self.hypervisors_of_group(&group) {
-                self.mark(&hv, OwnerKind::Rule, &rule);
-            }
-        }
     }
 
     fn touch_group(&mut self, group: &Group) {
+        let rules: Vec<String> = group.rules.iter().map(|r| r.id.clone()).collect();
+        self.touch_rules(&group.id, &rules);
+    }
+
+    /// Marks some rules of a group on every hypervisor hosting members.
+    fn touch_rules(&mut self, group: &str, rules: &[String]) {
         if self.loading {
             return;
         }
-        for hv in self.hypervisors_of_group(&group.id) {
-            for r in &group.rules {
-                self.mark(&hv, OwnerKind::Rule, &r.id);
+        for hv in self.hypervisors_of_group(group) {
+            for r in rules {
+                self.mark(&hv, OwnerKind::Rule, r);
             }
             self.dirty_slots.insert(hv);
         }
@@ -285,6 +349,11 @@ impl Compiler {
         {
             // Another bridge: the old one loses everything.
             self.remove_hypervisor(&name);
+        }
+        if self.hypervisors.get(&name) == Some(&hv) {
+            // Nothing to recompile: the data plane re-upserts hypervisors
+            // whenever a bridge reports ports.
+            return;
         }
         self.hypervisors.insert(name.clone(), hv);
         self.touch_hypervisor(&name);
@@ -351,11 +420,32 @@ impl Compiler {
             if old == inst {
                 return;
             }
+            if old.port != inst.port
+                && (Instance {
+                    port: inst.port,
+                    ..old.clone()
+                }) == inst
+            {
+                // Bound, unbound or moved to another port: nothing changes
+                // beyond its own hypervisor.
+                self.touch_instance_here(&old);
+                self.instances.insert(inst.id.clone(), inst.clone());
+                self.touch_instance_here(&inst);
+                return;
+            }
             self.touch_instance(&old);
             self.unindex_instance(&old);
         }
         for g in &inst.groups {
             self.members.entry(g.clone()).or_default().insert(inst.id.clone());
+            if let Some(hv) = &inst.hypervisor {
+                *self
+                    .group_hosts
+                    .entry(g.clone())
+                    .or_default()
+                    .entry(hv.clone())
+                    .or_default() += 1;
+            }
         }
         if let Some(hv) = &inst.hypervisor {
             self.placed.entry(hv.clone()).or_default().insert(inst.id.clone());
@@ -378,6 +468,18 @@ impl Compiler {
             if let Some(m) = self.members.get_mut(g) {
                 m.remove(&old.id);
             }
+            if let Some(hv) = &old.hypervisor
+                && let Some(hosts) = self.group_hosts.get_mut(g)
+                && let Some(count) = hosts.get_mut(hv)
+            {
+                *count -= 1;
+                if *count == 0 {
+                    hosts.remove(hv);
+                }
+                if hosts.is_empty() {
+                    self.group_hosts.remove(g);
+                }
+            }
         }
         if let Some(hv) = &old.hypervisor
             && let Some(set) = self.placed.get_mut(hv)
@@ -397,12 +499,12 @@ impl Compiler {
 
     /// Adds or changes a security group with all its rules.
     pub fn upsert_group(&mut self, group: Group) {
-        if let Some(old) = self.groups.get(&group.id).cloned() {
-            if old == group {
+        let old = self.groups.get(&group.id).cloned();
+        if let Some(old) = &old {
+            if *old == group {
                 return;
             }
-            self.touch_group(&old);
-            self.unindex_rules(&old);
+            self.unindex_rules(old);
         }
         for r in &group.rules {
             if let Peer::Group(source) = &r.peer {
@@ -414,7 +516,23 @@ impl Compiler {
             self.rule_group.insert(r.id.clone(), group.id.clone());
         }
         self.groups.insert(group.id.clone(), group.clone());
-        self.touch_group(&group);
+        match old {
+            // Only the rules that came or went are recompiled (a rule is
+            // never edited in place: a changed one has a new id or new
+            // content, so it shows up here); rules whose priority moves as
+            // a consequence are marked by `assign_slots`.
+            Some(old) => {
+                let changed: Vec<String> = old
+                    .rules
+                    .iter()
+                    .filter(|r| !group.rules.contains(r))
+                    .chain(group.rules.iter().filter(|r| !old.rules.contains(r)))
+                    .map(|r| r.id.clone())
+                    .collect();
+                self.touch_rules(&group.id, &changed);
+            }
+            None => self.touch_group(&group),
+        }
     }
 
     /// Removes a security group.
@@ -492,10 +610,20 @@ impl Compiler {
     /// Recompiles every dirty owner and returns the owners whose flows
     /// changed, sorted by datapath and cookie.
     pub fn flush(&mut self) -> Vec<Update> {
+        let mut updates = Vec::new();
+        self.flush_each(|u| updates.push(u));
+        updates.sort_by_key(|u| (u.datapath_id, u.cookie));
+        updates
+    }
+
+    /// Like [`flush`](Compiler::flush), but hands each update to `each` as
+    /// soon as it is compiled (by hypervisor name and owner, not sorted):
+    /// a caller that turns updates into something else as they come never
+    /// holds the whole cloud's flows twice (a cold start compiles them all).
+    pub fn flush_each(&mut self, mut each: impl FnMut(Update)) {
         for hv in std::mem::take(&mut self.dirty_slots) {
             self.assign_slots(&hv);
         }
-        let mut updates = Vec::new();
         for (hv_name, owner) in std::mem::take(&mut self.dirty) {
             let (flows, datapath_id) = match self.hypervisors.get(&hv_name) {
                 Some(hv) => (self.compile_owner(hv, &owner), Some(hv.datapath_id)),
@@ -508,12 +636,15 @@ impl Compiler {
             if let Some(dpid) = datapath_id {
                 out.datapath_id = dpid;
             }
+            let fingerprint = fingerprint(&flows);
             let previous = out.owners.get(&owner);
-            if previous.is_some_and(|(_, f)| **f == flows[..]) || (previous.is_none() && flows.is_empty()) {
+            if previous.is_some_and(|c| c.fingerprint == fingerprint)
+                || (previous.is_none() && flows.is_empty())
+            {
                 continue;
             }
             let cookie = match previous {
-                Some((c, _)) => *c,
+                Some(c) => c.cookie,
                 None => {
                     let mut c = owner.preferred_cookie();
                     while out.cookies.contains(&c) {
@@ -527,10 +658,17 @@ impl Compiler {
                 out.owners.remove(&owner);
                 out.cookies.remove(&cookie);
             } else {
-                out.owners.insert(owner.clone(), (cookie, flows.clone()));
+                out.owners.insert(
+                    owner.clone(),
+                    Compiled {
+                        cookie,
+                        fingerprint,
+                        flows: (!self.forget_flows).then(|| flows.clone()),
+                    },
+                );
                 out.cookies.insert(cookie);
             }
-            updates.push(Update {
+            each(Update {
                 datapath_id: out.datapath_id,
                 cookie,
                 owner,
@@ -539,18 +677,22 @@ impl Compiler {
         }
         self.out
             .retain(|name, o| self.hypervisors.contains_key(name) || !o.owners.is_empty());
-        updates.sort_by_key(|u| (u.datapath_id, u.cookie));
-        updates
     }
 
     /// Every compiled owner of every hypervisor: datapath id -> cookie ->
-    /// (owner, flows).
+    /// (owner, flows), as last reported by [`flush`](Compiler::flush)
+    /// (recompiled from the model after [`forget_flows`](Compiler::forget_flows)).
     pub fn snapshot(&self) -> Snapshot {
         let mut out = Snapshot::new();
-        for o in self.out.values() {
+        for (name, o) in &self.out {
             let per: &mut BTreeMap<u64, (OwnerKey, Arc<[FlowSpec]>)> = out.entry(o.datapath_id).or_default();
-            for (owner, (cookie, flows)) in &o.owners {
-                per.insert(*cookie, (owner.clone(), flows.clone()));
+            for (owner, compiled) in &o.owners {
+                let flows = match (&compiled.flows, self.hypervisors.get(name)) {
+                    (Some(flows), _) => flows.clone(),
+                    (None, Some(hv)) => self.compile_owner(hv, owner).into(),
+                    (None, None) => Arc::from(Vec::new()),
+                };
+                per.insert(compiled.cookie, (owner.clone(), flows));
             }
         }
         out
@@ -563,7 +705,7 @@ impl Compiler {
             .find(|o| o.datapath_id == datapath_id)?
             .owners
             .iter()
-            .find(|(_, (c, _))| *c == cookie)
+            .find(|(_, c)| c.cookie == cookie)
             .map(|(o, _)| o.clone())
     }
 
@@ -571,36 +713,84 @@ impl Compiler {
     /// deterministically from the set of rules there; rules whose priority
     /// moved are recompiled.
     fn assign_slots(&mut self, hv: &str) {
-        let mut rules: BTreeSet<String> = BTreeSet::new();
-        for inst in self.placed_on(hv) {
+        // Rules are taken in the order of their ids' hashes: deterministic
+        // from the set of rules alone, and cheap to sort and compare (this
+        // runs for every hypervisor a change touches, all of them for a
+        // rule of a group everyone is in, and mostly finds nothing moved).
+        let mut rules: Vec<(u64, &str)> = Vec::new();
+        for inst in self
+            .placed
+            .get(hv)
+            .into_iter()
+            .flatten()
+            .filter_map(|i| self.instances.get(i))
+        {
             for g in inst.groups.iter().filter_map(|g| self.groups.get(g)) {
-                rules.extend(g.rules.iter().map(|r| r.id.clone()));
+                rules.extend(g.rules.iter().map(|r| (xxh3_64(r.id.as_bytes()), r.id.as_str())));
             }
         }
-        let mut used: BTreeSet<u16> = BTreeSet::new();
-        let mut slots = BTreeMap::new();
-        for rule in &rules {
-            if used.len() >= usize::from(RULE_PRIORITY_SLOTS) {
-                break;
-            }
-            let mut slot = (xxh3_64(rule.as_bytes()) % u64::from(RULE_PRIORITY_SLOTS)) as u16;
-            while used.contains(&slot) {
+        rules.sort_unstable();
+        rules.dedup();
+        let mut used = vec![false; usize::from(RULE_PRIORITY_SLOTS)];
+        let mut assigned: Vec<(u64, &str, u16)> = Vec::with_capacity(rules.len());
+        for (hash, rule) in rules.into_iter().take(usize::from(RULE_PRIORITY_SLOTS)) {
+            let mut slot = (hash % u64::from(RULE_PRIORITY_SLOTS)) as u16;
+            while used[usize::from(slot)] {
                 slot = (slot + 1) % RULE_PRIORITY_SLOTS;
             }
-            used.insert(slot);
-            slots.insert(rule.clone(), RULE_PRIORITY_BASE + slot);
+            used[usize::from(slot)] = true;
+            assigned.push((hash, rule, RULE_PRIORITY_BASE + slot));
         }
-        let previous = std::mem::take(&mut self.out.entry(hv.to_string()).or_default().slots);
-        let moved: Vec<String> = previous
-            .iter()
-            .filter(|(r, s)| slots.get(*r) != Some(s))
-            .map(|(r, _)| r.clone())
-            .chain(slots.keys().filter(|r| !previous.contains_key(*r)).cloned())
-            .collect();
+        let out = self.out.entry(hv.to_string()).or_default();
+        let unchanged = out.slots.len() == assigned.len()
+            && out
+                .slots
+                .iter()
+                .zip(&assigned)
+                .all(|((h, r, s), (h2, r2, s2))| h == h2 && s == s2 && r == r2);
+        if unchanged {
+            return;
+        }
+        // Both lists are sorted by (hash, id): walk them side by side,
+        // keeping the ids of rules that came, went or moved.
+        let previous = std::mem::take(&mut out.slots);
+        let mut slots = Vec::with_capacity(assigned.len());
+        let mut moved: Vec<String> = Vec::new();
+        let mut previous = previous.into_iter().peekable();
+        let mut assigned = assigned.into_iter().peekable();
+        loop {
+            let order = match (previous.peek(), assigned.peek()) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some((h, r, _)), Some((h2, r2, _))) => (*h, r.as_str()).cmp(&(*h2, *r2)),
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    if let Some((_, gone, _)) = previous.next() {
+                        moved.push(gone);
+                    }
+                }
+                std::cmp::Ordering::Greater => {
+                    if let Some((hash, new, slot)) = assigned.next() {
+                        moved.push(new.to_string());
+                        slots.push((hash, new.to_string(), slot));
+                    }
+                }
+                std::cmp::Ordering::Equal => {
+                    if let (Some((hash, id, old)), Some((_, _, slot))) = (previous.next(), assigned.next()) {
+                        if old != slot {
+                            moved.push(id.clone());
+                        }
+                        slots.push((hash, id, slot));
+                    }
+                }
+            }
+        }
+        out.slots = slots;
         for r in moved {
             self.mark(hv, OwnerKind::Rule, &r);
         }
-        self.out.entry(hv.to_string()).or_default().slots = slots;
     }
 
     fn compile_owner(&self, hv: &Hypervisor, owner: &OwnerKey) -> Vec<FlowSpec> {
@@ -979,7 +1169,7 @@ impl Compiler {
     }
 
     fn rule_flows(&self, hv: &Hypervisor, rule_id: &str) -> Vec<FlowSpec> {
-        let Some(slot) = self.out.get(&hv.name).and_then(|o| o.slots.get(rule_id)).copied() else {
+        let Some(slot) = self.out.get(&hv.name).and_then(|o| slot_of(&o.slots, rule_id)) else {
             return Vec::new();
         };
         let Some((group, rule)) = self
@@ -994,12 +1184,20 @@ impl Compiler {
             Direction::Ingress => (Stage::IngressRules, Stage::IngressCommit, REG_DST_PORT),
             Direction::Egress => (Stage::EgressRules, Stage::EgressCommit, REG_SRC_PORT),
         };
-        // Who the rule protects here.
-        let mut targets: Vec<u32> = self
-            .members
-            .get(&group.id)
-            .into_iter()
-            .flatten()
+        // Who the rule protects here: members bound to this hypervisor,
+        // found from whichever is smaller, the group or the hypervisor (a
+        // group everyone is in would otherwise cost every member on every
+        // hypervisor).
+        let members = self.members.get(&group.id);
+        let placed = self.placed.get(&hv.name);
+        let candidates: Box<dyn Iterator<Item = &String>> = match (members, placed) {
+            (Some(members), Some(placed)) if placed.len() < members.len() => {
+                Box::new(placed.iter().filter(|i| members.contains(*i)))
+            }
+            (Some(members), _) => Box::new(members.iter()),
+            (None, _) => Box::new(std::iter::empty()),
+        };
+        let mut targets: Vec<u32> = candidates
             .filter_map(|i| self.bound_here(hv, i).map(|(_, p)| p))
             .collect();
         targets.sort_unstable();

@@ -480,4 +480,26 @@ proptest! {
         let full = from_scratch(&edits);
         prop_assert_eq!(c.snapshot(), full.snapshot());
     }
+
+    #[test]
+    fn forgetting_flows_reports_the_same_updates(edits in proptest::collection::vec(edit(), 1..40), flush_every in 1usize..8) {
+        let mut keep = Compiler::new();
+        let mut forget = Compiler::new();
+        forget.forget_flows();
+        for c in [&mut keep, &mut forget] {
+            c.upsert_network(net());
+            c.upsert_hypervisor(hv(1));
+            c.upsert_hypervisor(hv(2));
+        }
+        prop_assert_eq!(keep.flush(), forget.flush());
+        for (i, e) in edits.iter().enumerate() {
+            apply(&mut keep, e);
+            apply(&mut forget, e);
+            if i % flush_every == 0 {
+                prop_assert_eq!(keep.flush(), forget.flush());
+            }
+        }
+        prop_assert_eq!(keep.flush(), forget.flush());
+        prop_assert_eq!(keep.snapshot(), forget.snapshot());
+    }
 }

@@ -17,5 +17,5 @@ pub mod counters;
 mod runner;
 pub mod translate;
 
-pub use runner::{DataplaneConfig, IfaceIds, run};
+pub use runner::{DataplaneConfig, IfaceIds, controller_flows, run};
 pub use translate::{BindingChange, Translator};

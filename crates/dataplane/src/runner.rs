@@ -3,15 +3,16 @@
 //! store, ARP for the public gateway and for moved Elastic IPs.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use compiler::{OwnerKind, elastic_ip_mac};
+use compiler::{OwnerKind, Update, elastic_ip_mac};
 use controller::{Controller, ControllerEvent, Flow};
 use model::{InstanceId, InstanceState, State};
 use openflow::port::port_reason;
 use openflow::{Action, MacAddr, OFP_NO_BUFFER, PacketOut, PortNo};
 use store::Store;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::watch;
 
 use crate::arp;
@@ -126,27 +127,42 @@ pub async fn run(
                     }
                     Err(RecvError::Closed) => return,
                 },
-                event = events.recv() => match event {
-                    Ok(event) => {
-                        let connected = match &event {
-                            ControllerEvent::SwitchConnected { datapath_id, .. } => Some(*datapath_id),
-                            _ => None,
+                event = events.recv() => {
+                    // Take whatever else is already waiting before compiling:
+                    // a hypervisor plugging many ports at once reports them
+                    // in a burst, and one compile for the burst beats one
+                    // per port.
+                    let mut next = Some(event);
+                    while let Some(event) = next.take() {
+                        match event {
+                            Ok(event) => {
+                                let connected = match &event {
+                                    ControllerEvent::SwitchConnected { datapath_id, .. } => Some(*datapath_id),
+                                    _ => None,
+                                };
+                                on_event(&mut translator, event);
+                                if let Some(dpid) = connected {
+                                    holding.push((dpid, Instant::now() + RELEASE_DEADLINE));
+                                    resolve_gateway(&controller, &translator);
+                                }
+                            }
+                            Err(RecvError::Lagged(missed)) => {
+                                tracing::warn!(missed, "data plane missed switch events; re-reading the switches");
+                                for switch in controller.switches() {
+                                    translator.switch_connected(switch.datapath_id, &switch.ports);
+                                    holding.push((switch.datapath_id, Instant::now() + RELEASE_DEADLINE));
+                                }
+                            }
+                            Err(RecvError::Closed) => return,
+                        }
+                        next = match events.try_recv() {
+                            Ok(event) => Some(Ok(event)),
+                            Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
+                            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                            Err(TryRecvError::Empty) => None,
                         };
-                        on_event(&mut translator, event);
-                        if let Some(dpid) = connected {
-                            holding.push((dpid, Instant::now() + RELEASE_DEADLINE));
-                            resolve_gateway(&controller, &translator);
-                        }
                     }
-                    Err(RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "data plane missed switch events; re-reading the switches");
-                        for switch in controller.switches() {
-                            translator.switch_connected(switch.datapath_id, &switch.ports);
-                            holding.push((switch.datapath_id, Instant::now() + RELEASE_DEADLINE));
-                        }
-                    }
-                    Err(RecvError::Closed) => return,
-                },
+                }
                 changed = iface_ids.changed(), if iface_ids_open => {
                     iface_ids_known = true;
                     match changed {
@@ -187,12 +203,59 @@ fn on_event(translator: &mut Translator, event: ControllerEvent) {
 
 /// Compiles what changed and acts on it.
 fn step(store: &Store, controller: &Controller, config: &DataplaneConfig, translator: &mut Translator) {
-    let (updates, bindings) = translator.flush();
-    // One publication per switch, however many owners changed on it.
+    // One publication per switch, however many owners changed on it; each
+    // update becomes the controller's flows as soon as it is compiled.
     let mut by_switch: BTreeMap<u64, Vec<(u64, Vec<Flow>)>> = BTreeMap::new();
-    for update in &updates {
-        let flows: Vec<Flow> = update
-            .flows
+    let mut appeared: Vec<String> = Vec::new();
+    let bindings = translator.flush_each(|update| {
+        if update.owner.kind == OwnerKind::Address && !update.flows.is_empty() {
+            appeared.push(update.owner.id.clone());
+        }
+        let (dpid, cookie) = (update.datapath_id, update.cookie);
+        by_switch
+            .entry(dpid)
+            .or_default()
+            .push((cookie, controller_flows(update)));
+    });
+    // An Elastic IP that (re)appears somewhere announces itself there.
+    let announced: Vec<_> = appeared
+        .iter()
+        .filter_map(|id| translator.address_location(id))
+        .collect();
+    for (dpid, owners) in by_switch {
+        controller.desired().update(dpid, |set| {
+            for (cookie, flows) in owners {
+                set.set_owner(cookie, flows);
+            }
+        });
+    }
+    for (dpid, uplink, ip) in announced {
+        announce(controller, config, dpid, uplink, ip);
+    }
+    for binding in bindings {
+        record_binding(store, binding);
+    }
+}
+
+/// The controller's flows of one compiled update. The compiler keeps only
+/// fingerprints (`Compiler::forget_flows`), so the update usually holds the
+/// only reference to its flows: their matches and instructions are moved,
+/// not copied, and at no moment does a flow exist twice.
+pub fn controller_flows(update: Update) -> Vec<Flow> {
+    let mut specs = update.flows;
+    match Arc::get_mut(&mut specs) {
+        Some(specs) => specs
+            .iter_mut()
+            .map(|f| {
+                Flow::new(
+                    f.stage.table(),
+                    f.priority,
+                    std::mem::take(&mut f.match_),
+                    std::mem::take(&mut f.instructions),
+                )
+            })
+            .collect(),
+        None => specs
             .iter()
             .map(|f| {
                 Flow::new(
@@ -202,30 +265,7 @@ fn step(store: &Store, controller: &Controller, config: &DataplaneConfig, transl
                     f.instructions.clone(),
                 )
             })
-            .collect();
-        by_switch
-            .entry(update.datapath_id)
-            .or_default()
-            .push((update.cookie, flows));
-    }
-    for (dpid, owners) in by_switch {
-        controller.desired().update(dpid, |set| {
-            for (cookie, flows) in owners {
-                set.set_owner(cookie, flows);
-            }
-        });
-    }
-    for update in &updates {
-        // An Elastic IP that (re)appears somewhere announces itself there.
-        if update.owner.kind == OwnerKind::Address
-            && !update.flows.is_empty()
-            && let Some((dpid, uplink, ip)) = translator.address_location(&update.owner.id)
-        {
-            announce(controller, config, dpid, uplink, ip);
-        }
-    }
-    for binding in bindings {
-        record_binding(store, binding);
+            .collect(),
     }
 }
 

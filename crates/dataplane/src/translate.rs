@@ -54,7 +54,12 @@ impl Translator {
     /// A translator; `static_gateway_mac` is used for the public gateway
     /// until (or instead of) resolving it with ARP.
     pub fn new(static_gateway_mac: Option<MacAddr>) -> Translator {
+        // The controller keeps every flow it is given; the compiler only
+        // needs fingerprints to tell what changed.
+        let mut compiler = Compiler::new();
+        compiler.forget_flows();
         Translator {
+            compiler,
             static_gateway_mac,
             ..Translator::default()
         }
@@ -245,9 +250,9 @@ impl Translator {
         }
     }
 
-    fn refresh_switch(&mut self, dpid: u64) {
-        let names: Vec<String> = self
-            .hypervisors
+    /// The hypervisors whose bridge is `dpid`.
+    fn hypervisors_on(&self, dpid: u64) -> Vec<String> {
+        self.hypervisors
             .values()
             .filter(|h| match h.datapath_id {
                 Some(d) => d == dpid,
@@ -257,7 +262,11 @@ impl Translator {
                 }
             })
             .map(|h| h.name.clone())
-            .collect();
+            .collect()
+    }
+
+    fn refresh_switch(&mut self, dpid: u64) {
+        let names = self.hypervisors_on(dpid);
         let mut compiler = std::mem::take(&mut self.compiler);
         for name in names {
             self.refresh_hypervisor(&mut compiler, &name);
@@ -289,7 +298,41 @@ impl Translator {
         } else {
             view.ports.remove(&port.name);
         }
-        self.refresh_switch(dpid);
+        let names = self.hypervisors_on(dpid);
+        let uplink = names
+            .iter()
+            .any(|n| self.hypervisors.get(n).is_some_and(|h| h.uplink == port.name));
+        if port.port_no == PortNo::LOCAL || uplink {
+            // The bridge's identity or its uplink: everything on it.
+            self.refresh_switch(dpid);
+            return;
+        }
+        // An instance's port: only the instances it binds (re-deriving
+        // every instance of the bridge on each port made plugging N
+        // instances cost O(N^2)).
+        let iface_instances: Vec<&str> = names
+            .iter()
+            .filter_map(|n| self.iface_ports.get(n))
+            .flat_map(|ports| {
+                ports
+                    .iter()
+                    .filter(|(_, p)| **p == port.name)
+                    .map(|(i, _)| i.as_str())
+            })
+            .collect();
+        let affected: Vec<Instance> = self
+            .instances
+            .values()
+            .filter(|i| i.hypervisor.as_ref().is_some_and(|h| names.contains(h)))
+            .filter(|i| i.interface_name == port.name || iface_instances.contains(&i.id.as_str()))
+            .cloned()
+            .collect();
+        let mut compiler = std::mem::take(&mut self.compiler);
+        for inst in affected {
+            self.rebind.insert(inst.id.to_string());
+            compiler.upsert_instance(self.compiler_instance(&inst));
+        }
+        self.compiler = compiler;
     }
 
     /// The datapath id and uplink port of a hypervisor, if connected.
@@ -308,6 +351,15 @@ impl Translator {
     /// Compiles what changed; also reports instances whose port appeared
     /// or disappeared.
     pub fn flush(&mut self) -> (Vec<Update>, Vec<BindingChange>) {
+        let mut updates = Vec::new();
+        let bindings = self.flush_each(|u| updates.push(u));
+        updates.sort_by_key(|u| (u.datapath_id, u.cookie));
+        (updates, bindings)
+    }
+
+    /// Like [`flush`](Translator::flush), handing each update to `each` as
+    /// it is compiled (see `Compiler::flush_each`).
+    pub fn flush_each(&mut self, each: impl FnMut(Update)) -> Vec<BindingChange> {
         let mut changes = Vec::new();
         for id in std::mem::take(&mut self.rebind) {
             let now = self.instances.get(&id).and_then(|i| self.binding(i));
@@ -323,7 +375,8 @@ impl Translator {
                 });
             }
         }
-        (self.compiler.flush(), changes)
+        self.compiler.flush_each(each);
+        changes
     }
 
     /// The compiler (for listing flows by owner).
