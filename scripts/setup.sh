@@ -41,7 +41,33 @@ if ((${#missing[@]})); then
   # The packages' init scripts would start a system-wide Open vSwitch and
   # PostgreSQL; flowgate's test beds and tests start their own, so a failure
   # to start them (as in containers without systemd) is harmless.
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  quiet=()
+  others=()
+  for pkg in "${missing[@]}"; do
+    if [[ " ${QUIET_SERVICES[*]} " == *" $pkg "* ]]; then quiet+=("$pkg"); else others+=("$pkg"); fi
+  done
+  if ((${#others[@]})); then
+    $SUDO apt-get install -y -qq --no-install-recommends "${others[@]}" >/dev/null
+  fi
+  if ((${#quiet[@]})); then
+    # Debian starts a package's services on install: OVN's would be a
+    # system-wide ovn-northd and OVN databases, and an ovn-controller that
+    # takes over the system Open vSwitch's br-int. The benchmark runs its
+    # own in a private namespace and nothing uses the system ones, so a
+    # temporary policy-rc.d (exit 101: "action forbidden") keeps them from
+    # starting, and they are disabled for later boots.
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+      $SUDO chmod 755 "$policy"
+      trap '$SUDO rm -f "$policy"' EXIT
+    fi
+    $SUDO apt-get install -y -qq --no-install-recommends "${quiet[@]}" >/dev/null
+    if [ -d /run/systemd/system ]; then
+      $SUDO systemctl disable --now ovn-host ovn-controller ovn-central ovn-northd \
+        ovn-ovsdb-server-nb ovn-ovsdb-server-sb >/dev/null 2>&1 || true
+    fi
+  fi
 else
   echo "setup: Debian packages present"
 fi
