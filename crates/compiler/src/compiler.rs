@@ -23,7 +23,9 @@ use crate::input::{
     Address, Cidr, Direction, Group, Hypervisor, Instance, Network, Peer, PublicGateway, Service,
 };
 use crate::ports::range_to_masks;
-use crate::stage::{REG_DST_PORT, REG_SRC_PORT, ROUTER_MAC, Stage, elastic_ip_mac};
+use crate::stage::{
+    GROUP_TAGS, REG_DST_GROUPS, REG_DST_PORT, REG_SRC_GROUPS, REG_SRC_PORT, ROUTER_MAC, Stage, elastic_ip_mac,
+};
 
 /// Priorities of security group rules lie in this band, one per rule on a
 /// hypervisor, so that the clause flows of different rules never collide.
@@ -107,13 +109,83 @@ fn fingerprint(flows: &[FlowSpec]) -> u128 {
     h.digest128()
 }
 
-/// A rule's priority in a hypervisor's slot list (see `HvOutput::slots`).
-fn slot_of(slots: &[(u64, String, u16)], rule: &str) -> Option<u16> {
-    let hash = xxh3_64(rule.as_bytes());
-    slots
-        .binary_search_by(|(h, id, _)| (*h, id.as_str()).cmp(&(hash, rule)))
+/// What an id was given in a hypervisor's assignment list (rule priority
+/// slots, group tags; see [`HvOutput`]).
+fn assigned_to(list: &[(u64, String, u16)], id: &str) -> Option<u16> {
+    let hash = xxh3_64(id.as_bytes());
+    list.binary_search_by(|(h, i, _)| (*h, i.as_str()).cmp(&(hash, id)))
         .ok()
-        .map(|i| slots[i].2)
+        .map(|i| list[i].2)
+}
+
+/// Gives each of `ids` (with the hash of each, sorted and deduplicated) one
+/// of `n` values, `base + (hash % n)` or the next free one: deterministic
+/// from the set of ids alone. Ids beyond `n` get nothing.
+fn assign<'a>(ids: Vec<(u64, &'a str)>, n: u16, base: u16) -> Vec<(u64, &'a str, u16)> {
+    let mut used = vec![false; usize::from(n)];
+    let mut assigned = Vec::with_capacity(ids.len().min(usize::from(n)));
+    for (hash, id) in ids.into_iter().take(usize::from(n)) {
+        let mut v = (hash % u64::from(n)) as u16;
+        while used[usize::from(v)] {
+            v = (v + 1) % n;
+        }
+        used[usize::from(v)] = true;
+        assigned.push((hash, id, base + v));
+    }
+    assigned
+}
+
+/// The new assignment list and the ids whose value came, went or changed.
+/// Both lists are sorted by (hash, id): they are walked side by side, and
+/// the previous list's strings are reused.
+fn reassign(
+    previous: Vec<(u64, String, u16)>,
+    assigned: Vec<(u64, &str, u16)>,
+) -> (Vec<(u64, String, u16)>, Vec<String>) {
+    use std::cmp::Ordering;
+    let mut list = Vec::with_capacity(assigned.len());
+    let mut moved: Vec<String> = Vec::new();
+    let mut previous = previous.into_iter().peekable();
+    let mut assigned = assigned.into_iter().peekable();
+    loop {
+        let order = match (previous.peek(), assigned.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((h, r, _)), Some((h2, r2, _))) => (*h, r.as_str()).cmp(&(*h2, *r2)),
+        };
+        match order {
+            Ordering::Less => {
+                if let Some((_, gone, _)) = previous.next() {
+                    moved.push(gone);
+                }
+            }
+            Ordering::Greater => {
+                if let Some((hash, new, v)) = assigned.next() {
+                    moved.push(new.to_string());
+                    list.push((hash, new.to_string(), v));
+                }
+            }
+            Ordering::Equal => {
+                if let (Some((hash, id, old)), Some((_, _, v))) = (previous.next(), assigned.next()) {
+                    if old != v {
+                        moved.push(id.clone());
+                    }
+                    list.push((hash, id, v));
+                }
+            }
+        }
+    }
+    (list, moved)
+}
+
+/// Whether an assignment list already says what `assigned` says.
+fn same_assignment(previous: &[(u64, String, u16)], assigned: &[(u64, &str, u16)]) -> bool {
+    previous.len() == assigned.len()
+        && previous
+            .iter()
+            .zip(assigned)
+            .all(|((h, r, v), (h2, r2, v2))| h == h2 && v == v2 && r == r2)
 }
 
 /// The compiled flows of one hypervisor.
@@ -124,6 +196,9 @@ struct HvOutput {
     /// Priority of each security group rule present on the hypervisor, as
     /// (hash of its id, id, priority) sorted by hash and id.
     slots: Vec<(u64, String, u16)>,
+    /// Tag of each security group with members placed on the hypervisor
+    /// (see [`GROUP_TAGS`]), as (hash of its id, id, tag) sorted likewise.
+    tags: Vec<(u64, String, u16)>,
     datapath_id: u64,
 }
 
@@ -712,12 +787,17 @@ impl Compiler {
     /// Gives each rule present on a hypervisor a priority of its own,
     /// deterministically from the set of rules there; rules whose priority
     /// moved are recompiled.
+    /// Gives each rule present on a hypervisor a priority of its own and
+    /// each group present there a tag, deterministically from the sets of
+    /// rules and groups there; what moved is recompiled: rules whose
+    /// priority or group tag moved, and members whose group tag moved.
     fn assign_slots(&mut self, hv: &str) {
-        // Rules are taken in the order of their ids' hashes: deterministic
-        // from the set of rules alone, and cheap to sort and compare (this
-        // runs for every hypervisor a change touches, all of them for a
-        // rule of a group everyone is in, and mostly finds nothing moved).
+        // Ids in the order of their hashes: deterministic from the sets
+        // alone, and cheap to sort and compare (this runs for every
+        // hypervisor a change touches, all of them for a rule of a group
+        // everyone is in, and mostly finds nothing moved).
         let mut rules: Vec<(u64, &str)> = Vec::new();
+        let mut groups: Vec<(u64, &str)> = Vec::new();
         for inst in self
             .placed
             .get(hv)
@@ -726,71 +806,91 @@ impl Compiler {
             .filter_map(|i| self.instances.get(i))
         {
             for g in inst.groups.iter().filter_map(|g| self.groups.get(g)) {
+                groups.push((xxh3_64(g.id.as_bytes()), g.id.as_str()));
                 rules.extend(g.rules.iter().map(|r| (xxh3_64(r.id.as_bytes()), r.id.as_str())));
             }
         }
-        rules.sort_unstable();
-        rules.dedup();
-        let mut used = vec![false; usize::from(RULE_PRIORITY_SLOTS)];
-        let mut assigned: Vec<(u64, &str, u16)> = Vec::with_capacity(rules.len());
-        for (hash, rule) in rules.into_iter().take(usize::from(RULE_PRIORITY_SLOTS)) {
-            let mut slot = (hash % u64::from(RULE_PRIORITY_SLOTS)) as u16;
-            while used[usize::from(slot)] {
-                slot = (slot + 1) % RULE_PRIORITY_SLOTS;
-            }
-            used[usize::from(slot)] = true;
-            assigned.push((hash, rule, RULE_PRIORITY_BASE + slot));
+        for ids in [&mut rules, &mut groups] {
+            ids.sort_unstable();
+            ids.dedup();
         }
+        let slots = assign(rules, RULE_PRIORITY_SLOTS, RULE_PRIORITY_BASE);
+        let tags = assign(groups, GROUP_TAGS, 0);
         let out = self.out.entry(hv.to_string()).or_default();
-        let unchanged = out.slots.len() == assigned.len()
-            && out
-                .slots
-                .iter()
-                .zip(&assigned)
-                .all(|((h, r, s), (h2, r2, s2))| h == h2 && s == s2 && r == r2);
-        if unchanged {
-            return;
+        let mut moved_rules = Vec::new();
+        let mut moved_groups = Vec::new();
+        if !same_assignment(&out.slots, &slots) {
+            let (list, moved) = reassign(std::mem::take(&mut out.slots), slots);
+            out.slots = list;
+            moved_rules = moved;
         }
-        // Both lists are sorted by (hash, id): walk them side by side,
-        // keeping the ids of rules that came, went or moved.
-        let previous = std::mem::take(&mut out.slots);
-        let mut slots = Vec::with_capacity(assigned.len());
-        let mut moved: Vec<String> = Vec::new();
-        let mut previous = previous.into_iter().peekable();
-        let mut assigned = assigned.into_iter().peekable();
-        loop {
-            let order = match (previous.peek(), assigned.peek()) {
-                (None, None) => break,
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (Some((h, r, _)), Some((h2, r2, _))) => (*h, r.as_str()).cmp(&(*h2, *r2)),
-            };
-            match order {
-                std::cmp::Ordering::Less => {
-                    if let Some((_, gone, _)) = previous.next() {
-                        moved.push(gone);
-                    }
-                }
-                std::cmp::Ordering::Greater => {
-                    if let Some((hash, new, slot)) = assigned.next() {
-                        moved.push(new.to_string());
-                        slots.push((hash, new.to_string(), slot));
-                    }
-                }
-                std::cmp::Ordering::Equal => {
-                    if let (Some((hash, id, old)), Some((_, _, slot))) = (previous.next(), assigned.next()) {
-                        if old != slot {
-                            moved.push(id.clone());
-                        }
-                        slots.push((hash, id, slot));
-                    }
-                }
-            }
+        if !same_assignment(&out.tags, &tags) {
+            let (list, moved) = reassign(std::mem::take(&mut out.tags), tags);
+            out.tags = list;
+            moved_groups = moved;
         }
-        out.slots = slots;
-        for r in moved {
+        for r in moved_rules {
             self.mark(hv, OwnerKind::Rule, &r);
         }
+        for g in moved_groups {
+            // Its rules match the tag, its members' flows set it.
+            let rules: Vec<String> = self
+                .groups
+                .get(&g)
+                .map(|g| g.rules.iter().map(|r| r.id.clone()).collect())
+                .unwrap_or_default();
+            for r in rules {
+                self.mark(hv, OwnerKind::Rule, &r);
+            }
+            let members: Vec<(String, Vec<String>)> = self
+                .placed
+                .get(hv)
+                .into_iter()
+                .flatten()
+                .filter_map(|i| self.instances.get(i))
+                .filter(|i| i.groups.contains(&g))
+                .map(|i| {
+                    let addresses = self
+                        .address_of
+                        .get(&i.id)
+                        .into_iter()
+                        .flatten()
+                        .cloned()
+                        .collect();
+                    (i.id.clone(), addresses)
+                })
+                .collect();
+            for (inst, addresses) in members {
+                self.mark(hv, OwnerKind::Instance, &inst);
+                for a in addresses {
+                    self.mark(hv, OwnerKind::Address, &a);
+                }
+            }
+        }
+    }
+
+    /// `SetField` actions loading an instance's group tags on a hypervisor
+    /// into the four registers from `first` (none for a register it has no
+    /// tag in, which stays zero).
+    fn tag_actions(&self, hv: &Hypervisor, inst: &Instance, first: u8) -> Vec<Action> {
+        let Some(tags) = self.out.get(&hv.name).map(|o| &o.tags) else {
+            return Vec::new();
+        };
+        let mut words = [0u32; 4];
+        for tag in inst.groups.iter().filter_map(|g| assigned_to(tags, g)) {
+            words[usize::from(tag / 32)] |= 1 << (tag % 32);
+        }
+        words
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| **w != 0)
+            .map(|(k, w)| {
+                Action::SetField(OxmField::Reg {
+                    index: first + k as u8,
+                    value: Masked::exact(*w),
+                })
+            })
+            .collect()
     }
 
     fn compile_owner(&self, hv: &Hypervisor, owner: &OwnerKey) -> Vec<FlowSpec> {
@@ -973,12 +1073,16 @@ impl Compiler {
             return Vec::new();
         };
         let (mac, ip_addr) = (inst.mac, inst.ip);
+        let mut source = vec![set_reg(REG_SRC_PORT, port)];
+        source.extend(self.tag_actions(hv, inst, REG_SRC_GROUPS));
+        let mut destination = vec![set_reg(REG_DST_PORT, port)];
+        destination.extend(self.tag_actions(hv, inst, REG_DST_GROUPS));
         vec![
             FlowSpec::new(
                 Classify,
                 100,
                 vec![OxmField::InPort(PortNo(port))],
-                vec![set_reg(REG_SRC_PORT, port)],
+                source,
                 Some(PortSecurity),
             ),
             // Only its own MAC and IP, in ARP as in IP.
@@ -1025,7 +1129,7 @@ impl Compiler {
                     OxmField::Ipv4Dst(Masked::exact(ip_addr)),
                     OxmField::Ipv4Src(cidr_match(network.cidr)),
                 ],
-                vec![set_reg(REG_DST_PORT, port)],
+                destination,
                 Some(IngressConntrack),
             ),
             FlowSpec::new(
@@ -1132,13 +1236,16 @@ impl Compiler {
                     ip(),
                     OxmField::Ipv4Dst(Masked::exact(public)),
                 ],
-                vec![
+                [
                     Action::DecNwTtl,
                     Action::SetField(OxmField::Ipv4Dst(Masked::exact(inst.ip))),
                     Action::SetField(OxmField::EthSrc(Masked::exact(ROUTER_MAC))),
                     Action::SetField(OxmField::EthDst(Masked::exact(inst.mac))),
                     set_reg(REG_DST_PORT, port),
-                ],
+                ]
+                .into_iter()
+                .chain(self.tag_actions(hv, inst, REG_DST_GROUPS))
+                .collect(),
                 Some(IngressConntrack),
             ),
         ];
@@ -1169,7 +1276,11 @@ impl Compiler {
     }
 
     fn rule_flows(&self, hv: &Hypervisor, rule_id: &str) -> Vec<FlowSpec> {
-        let Some(slot) = self.out.get(&hv.name).and_then(|o| slot_of(&o.slots, rule_id)) else {
+        let Some(slot) = self
+            .out
+            .get(&hv.name)
+            .and_then(|o| assigned_to(&o.slots, rule_id))
+        else {
             return Vec::new();
         };
         let Some((group, rule)) = self
@@ -1180,9 +1291,19 @@ impl Compiler {
         else {
             return Vec::new();
         };
-        let (table, commit, target_reg) = match rule.direction {
-            Direction::Ingress => (Stage::IngressRules, Stage::IngressCommit, REG_DST_PORT),
-            Direction::Egress => (Stage::EgressRules, Stage::EgressCommit, REG_SRC_PORT),
+        let (table, commit, target_reg, tag_regs) = match rule.direction {
+            Direction::Ingress => (
+                Stage::IngressRules,
+                Stage::IngressCommit,
+                REG_DST_PORT,
+                REG_DST_GROUPS,
+            ),
+            Direction::Egress => (
+                Stage::EgressRules,
+                Stage::EgressCommit,
+                REG_SRC_PORT,
+                REG_SRC_GROUPS,
+            ),
         };
         // Who the rule protects here: members bound to this hypervisor,
         // found from whichever is smaller, the group or the hypervisor (a
@@ -1230,7 +1351,23 @@ impl Compiler {
         // which it varies.
         let mut common = vec![ip()];
         let mut dimensions: Vec<Vec<OxmField>> = Vec::new();
-        dimensions.push(targets.iter().map(|p| reg(target_reg, *p)).collect());
+        // Whom it protects: its group's tag, which the members' own flows
+        // set (one field, whatever the number of members), or else, for a
+        // group beyond the tags, each member's port.
+        match self
+            .out
+            .get(&hv.name)
+            .and_then(|o| assigned_to(&o.tags, &group.id))
+        {
+            Some(tag) => {
+                let bit = 1u32 << (tag % 32);
+                common.push(OxmField::Reg {
+                    index: tag_regs + (tag / 32) as u8,
+                    value: Masked::new(bit, bit),
+                });
+            }
+            None => dimensions.push(targets.iter().map(|p| reg(target_reg, *p)).collect()),
+        }
         if !peers.iter().any(Cidr::is_any) {
             dimensions.push(peers.iter().map(peer_field).collect());
         }

@@ -34,4 +34,6 @@ pub use cookie::{COOKIE_KIND_MASK, OwnerKey, OwnerKind, cookie_kind, settled_coo
 pub use input::{
     Address, Cidr, Direction, Group, Hypervisor, Instance, Network, Peer, PublicGateway, Rule, Service,
 };
-pub use stage::{REG_DST_PORT, REG_SRC_PORT, ROUTER_MAC, Stage, elastic_ip_mac};
+pub use stage::{
+    GROUP_TAGS, REG_DST_GROUPS, REG_DST_PORT, REG_SRC_GROUPS, REG_SRC_PORT, ROUTER_MAC, Stage, elastic_ip_mac,
+};

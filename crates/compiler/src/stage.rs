@@ -115,6 +115,22 @@ pub const REG_SRC_PORT: FieldId = FieldId::Reg(0);
 /// receiver's conntrack zone.
 pub const REG_DST_PORT: FieldId = FieldId::Reg(2);
 
+/// How many security groups of a hypervisor get a tag: a bit that the
+/// flows of each member set, so that a rule matches its group's bit instead
+/// of every member's port (its cost no longer grows with its members).
+/// Groups beyond (more than this many on one hypervisor) fall back to
+/// matching their members' ports.
+pub const GROUP_TAGS: u16 = 128;
+
+/// First of the four registers holding the sending instance's group tags
+/// (bit `t % 32` of register `REG_SRC_GROUPS + t / 32`), set where its
+/// traffic enters the pipeline.
+pub const REG_SRC_GROUPS: u8 = 4;
+
+/// First of the four registers holding the receiving instance's group tags,
+/// set where traffic is delivered to it.
+pub const REG_DST_GROUPS: u8 = 8;
+
 /// The MAC address of the virtual router that answers for every private
 /// network's gateway address. It never leaves a hypervisor as a source
 /// address (ARP replies go back out of the asking port only), so every

@@ -161,10 +161,10 @@ fn a_small_cloud_compiles_to_the_expected_owners() {
     assert!(!hv1.contains(&(OwnerKind::Rule, "sgr-pg".to_string())));
     assert!(kinds(0xfa02).contains(&(OwnerKind::Rule, "sgr-pg".to_string())));
 
-    // Two web instances on hv1, HTTP from anywhere: one dimension left
-    // (the targets), so two direct flows and no conjunction.
+    // Two web instances on hv1, HTTP from anywhere: the members are one
+    // field (their group's tag), so one flow, however many members.
     let http = flows_of(&c, 0xfa01, OwnerKind::Rule, "sgr-http");
-    assert_eq!(http.len(), 2);
+    assert_eq!(http.len(), 1, "{http:#?}");
     assert!(http.iter().all(|f| f.stage == Stage::IngressRules));
     assert!(
         http.iter()
@@ -236,14 +236,67 @@ fn many_sources_and_ports_use_a_conjunction() {
     let masks = compiler::ports::range_to_masks(1000, 1999).len();
     assert_eq!(
         flows.len(),
-        3 + 5 + masks + 1,
-        "targets + sources + port masks + the conj_id flow"
+        5 + masks + 1,
+        "sources + port masks + the conj_id flow (the 3 targets are one tag)"
     );
     let conj = flows
         .iter()
         .filter(|f| f.match_.fields.iter().any(|x| matches!(x, OxmField::ConjId(_))))
         .count();
     assert_eq!(conj, 1);
+}
+
+#[test]
+fn groups_beyond_the_tags_match_their_members_ports() {
+    // One more group on a hypervisor than there are tags: every member
+    // sets its group's tag, every rule matches it, except for the group
+    // left without one, whose rule matches its member's port instead.
+    let mut c = Compiler::new();
+    c.upsert_hypervisor(hv(1));
+    c.upsert_network(net());
+    let n = usize::from(compiler::GROUP_TAGS) + 1;
+    for g in 0..n {
+        c.upsert_group(Group {
+            id: format!("sg-{g:03}"),
+            rules: vec![rule(
+                &format!("sgr-{g:03}"),
+                Direction::Ingress,
+                Service::Tcp { from: 80, to: 80 },
+                anywhere(),
+            )],
+        });
+        let mut i = inst(0, 1, &[&format!("sg-{g:03}")]);
+        i.id = format!("i-{g:017x}");
+        i.port = Some(100 + g as u32);
+        i.ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 1, 1, 0)) + g as u32);
+        i.mac = MacAddr([0x02, 0xfc, 0, 0, 1, g as u8]);
+        c.upsert_instance(i);
+    }
+    c.flush();
+    let tag_match = |f: &FlowSpec| {
+        f.match_.fields.iter().any(|x| {
+            matches!(x, OxmField::Reg { index, .. } if (compiler::REG_DST_GROUPS..compiler::REG_DST_GROUPS + 4).contains(index))
+        })
+    };
+    let (mut tagged, mut by_port) = (0, 0);
+    for g in 0..n {
+        let flows = flows_of(&c, 0xfa01, OwnerKind::Rule, &format!("sgr-{g:03}"));
+        assert_eq!(flows.len(), 1, "{flows:#?}");
+        if tag_match(&flows[0]) {
+            tagged += 1;
+        } else {
+            assert!(flows[0].match_.fields.contains(&OxmField::Reg {
+                index: 2,
+                value: openflow::Masked::exact(100 + g as u32),
+            }));
+            by_port += 1;
+            // Its member sets no tag.
+            let own = flows_of(&c, 0xfa01, OwnerKind::Instance, &format!("i-{g:017x}"));
+            assert!(!own.iter().any(|f| f.instructions.iter().any(|i| matches!(i,
+                Instruction::ApplyActions(a) if a.iter().any(|a| matches!(a, Action::SetField(OxmField::Reg { index, .. }) if *index >= compiler::REG_SRC_GROUPS))))));
+        }
+    }
+    assert_eq!((tagged, by_port), (usize::from(compiler::GROUP_TAGS), 1));
 }
 
 #[test]
