@@ -121,7 +121,7 @@ fn assigned_to(list: &[(u64, String, u16)], id: &str) -> Option<u16> {
 /// Gives each of `ids` (with the hash of each, sorted and deduplicated) one
 /// of `n` values, `base + (hash % n)` or the next free one: deterministic
 /// from the set of ids alone. Ids beyond `n` get nothing.
-fn assign<'a>(ids: Vec<(u64, &'a str)>, n: u16, base: u16) -> Vec<(u64, &'a str, u16)> {
+fn assign(ids: Vec<(u64, &str)>, n: u16, base: u16) -> Vec<(u64, &str, u16)> {
     let mut used = vec![false; usize::from(n)];
     let mut assigned = Vec::with_capacity(ids.len().min(usize::from(n)));
     for (hash, id) in ids.into_iter().take(usize::from(n)) {
