@@ -43,10 +43,9 @@ enum Repr {
     Wire { bytes: Box<[u8]>, match_len: u16 },
     /// What the codec could not encode (a match or instruction list too
     /// long): kept as given, so that sending it fails as it would have.
-    Typed {
-        match_: Match,
-        instructions: Vec<Instruction>,
-    },
+    /// Boxed: it never happens in practice, and every flow would otherwise
+    /// pay for its size.
+    Typed(Box<(Match, Vec<Instruction>)>),
 }
 
 thread_local! {
@@ -80,7 +79,7 @@ impl Flow {
                     bytes: buf[3..].into(),
                     match_len,
                 },
-                _ => Repr::Typed { match_, instructions },
+                _ => Repr::Typed(Box::new((match_, instructions))),
             };
             Flow {
                 table,
@@ -121,7 +120,7 @@ impl Flow {
             Repr::Wire { bytes, match_len } => {
                 Match::decode_bytes(&bytes[..usize::from(*match_len)]).unwrap_or_default()
             }
-            Repr::Typed { match_, .. } => match_.clone(),
+            Repr::Typed(typed) => typed.0.clone(),
         }
     }
 
@@ -136,7 +135,7 @@ impl Flow {
             Repr::Wire { bytes, match_len } => {
                 Instruction::decode_list_bytes(&bytes[usize::from(*match_len)..]).unwrap_or_default()
             }
-            Repr::Typed { instructions, .. } => instructions.clone(),
+            Repr::Typed(typed) => typed.1.clone(),
         }
     }
 
@@ -346,6 +345,22 @@ mod tests {
             vec![],
         );
         assert!(!a.same_key(&c), "priority is part of the key");
+    }
+
+    #[test]
+    fn match_and_instructions_come_back_in_canonical_form() {
+        let m = Match::new(vec![OxmField::IpProto(6), OxmField::EthType(0x800)]);
+        let i = vec![
+            Instruction::ApplyActions(vec![Action::output(PortNo(3))]),
+            Instruction::GotoTable(5),
+        ];
+        let f = Flow::new(1, 2, m.clone(), i.clone());
+        assert_eq!(f.match_(), m.canonical());
+        assert_eq!(
+            f.instructions(),
+            i.into_iter().map(Instruction::canonical).collect::<Vec<_>>()
+        );
+        assert!(matches!(f.repr, Repr::Wire { .. }));
     }
 
     #[test]
