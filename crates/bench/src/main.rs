@@ -103,11 +103,12 @@ fn main() -> ExitCode {
             no_api,
         } => {
             flowgate::sweep();
-            let api = (!no_api).then(|| ec2bench::Options {
-                flowgate: flowgate.clone(),
-                moto: Some(moto),
-                duration: Duration::from_secs_f64(api_seconds),
-                clients: vec![1, 16],
+            let api = (!no_api).then(|| {
+                let mut api = ec2bench::Options::new();
+                api.flowgate = flowgate.clone();
+                api.moto = Some(moto);
+                api.duration = Duration::from_secs_f64(api_seconds);
+                api
             });
             compare::run(&compare::CompareOptions {
                 sizes,
