@@ -11,6 +11,9 @@
 //! `flowgate-bench compare` print its table.
 
 pub mod client;
+mod stores;
+
+pub use stores::run_stores;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -118,12 +121,23 @@ async fn measure(
     clients: usize,
     duration: Duration,
 ) -> Result<Measurement, String> {
+    measure_on(std::slice::from_ref(target), workload, clients, duration).await
+}
+
+/// Like [`measure`], with the clients spread over the nodes of one cloud:
+/// client `i` talks to `nodes[i % nodes.len()]`.
+async fn measure_on(
+    nodes: &[Target],
+    workload: Workload,
+    clients: usize,
+    duration: Duration,
+) -> Result<Measurement, String> {
     // Warm up each connection, then run all clients until the deadline.
     let mut tasks = Vec::new();
     let start = Instant::now() + Duration::from_millis(200);
     let end = start + duration;
-    for _ in 0..clients {
-        let target = target.clone();
+    for client in 0..clients {
+        let target = nodes[client % nodes.len()].clone();
         tasks.push(tokio::task::spawn_local(async move {
             let mut conn = Connection::new(target.addr);
             one(&mut conn, &target, workload, &mut Vec::new()).await?;

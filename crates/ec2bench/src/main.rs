@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use ec2bench::Options;
 
-fn parse_args() -> Result<Options, String> {
+/// The options, and whether to compare the stores (`--postgres`) instead of moto.
+fn parse_args() -> Result<(Options, bool), String> {
     let mut options = Options::new();
+    let mut stores = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -15,6 +17,7 @@ fn parse_args() -> Result<Options, String> {
             "--flowgate" => options.flowgate = PathBuf::from(value()?),
             "--moto" => options.moto = Some(PathBuf::from(value()?)),
             "--no-moto" => options.moto = None,
+            "--postgres" => stores = true,
             "--seconds" => {
                 options.duration =
                     Duration::from_secs_f64(value()?.parse().map_err(|_| "--seconds takes a number")?)
@@ -27,19 +30,27 @@ fn parse_args() -> Result<Options, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "ec2bench [--flowgate PATH] [--moto PATH | --no-moto] [--seconds N] [--clients 1,16]\n\
-                     Measures flowgate's EC2 API against moto_server, side by side; prints a Markdown table."
+                    "ec2bench [--flowgate PATH] [--moto PATH | --no-moto | --postgres] [--seconds N] [--clients 1,16]\n\
+                     Measures flowgate's EC2 API against moto_server, side by side; prints a Markdown table.\n\
+                     --postgres: compares flowgate on SQLite, on PostgreSQL with one node and with two\n\
+                     nodes instead, and measures the propagation delay between the two nodes."
                 );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    Ok(options)
+    Ok((options, stores))
 }
 
 fn main() {
-    let report = parse_args().and_then(|options| ec2bench::run(&options));
+    let report = parse_args().and_then(|(options, stores)| {
+        if stores {
+            ec2bench::run_stores(&options)
+        } else {
+            ec2bench::run(&options)
+        }
+    });
     match report {
         Ok(report) => print!("{report}"),
         Err(err) => {
