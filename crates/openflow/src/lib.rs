@@ -68,8 +68,8 @@ pub use flow::{
 };
 pub use instruction::Instruction;
 pub use message::{
-    ControllerRole, Experimenter, Header, Hello, HelloElement, Message, OfpMessage, Role, SwitchConfig,
-    SwitchFeatures, message_length, negotiate_version,
+    AsyncConfig, ControllerRole, Experimenter, Header, Hello, HelloElement, Message, OfpMessage, Role,
+    SwitchConfig, SwitchFeatures, message_length, negotiate_version,
 };
 pub use multipart::{
     MultipartAssembler, MultipartReply, MultipartReplyBody, MultipartRequest, MultipartRequestBody,

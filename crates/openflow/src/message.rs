@@ -1,6 +1,7 @@
 //! OpenFlow messages: the header, the [`Message`] enum of every message
 //! type, and the small messages (hello, echo, features, config, role,
-//! experimenter) that need no module of their own.
+//! asynchronous configuration, experimenter) that need no module of their
+//! own.
 
 use crate::action::ONF_VENDOR_ID;
 use crate::bundle::{BundleAdd, BundleControl, ONFT_BUNDLE_ADD_MESSAGE, ONFT_BUNDLE_CONTROL};
@@ -40,6 +41,9 @@ const OFPT_BARRIER_REQUEST: u8 = 20;
 const OFPT_BARRIER_REPLY: u8 = 21;
 const OFPT_ROLE_REQUEST: u8 = 24;
 const OFPT_ROLE_REPLY: u8 = 25;
+const OFPT_GET_ASYNC_REQUEST: u8 = 26;
+const OFPT_GET_ASYNC_REPLY: u8 = 27;
+const OFPT_SET_ASYNC: u8 = 28;
 const OFPT_BUNDLE_CONTROL: u8 = 33;
 const OFPT_BUNDLE_ADD_MESSAGE: u8 = 34;
 
@@ -257,6 +261,46 @@ pub struct SwitchConfig {
     pub miss_send_len: u16,
 }
 
+/// Which asynchronous messages a controller connection receives, in the
+/// OpenFlow 1.3 layout (`ofp_async_config`): each pair of masks is indexed
+/// by role, `[0]` for master and equal, `[1]` for slave; bit `n` set lets
+/// messages with reason `n` through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct AsyncConfig {
+    /// Packet-ins by `OFPR_*` reason.
+    pub packet_in_mask: [u32; 2],
+    /// Port status by `OFPPR_*` reason.
+    pub port_status_mask: [u32; 2],
+    /// Flow-removed by `OFPRR_*` reason.
+    pub flow_removed_mask: [u32; 2],
+}
+
+impl AsyncConfig {
+    fn encode(&self, version: Version, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        if version != Version::OF13 {
+            // OpenFlow 1.4 replaced the masks with properties.
+            return Err(EncodeError::Unencodable {
+                what: "asynchronous configuration",
+                reason: "only the OpenFlow 1.3 layout is implemented",
+            });
+        }
+        for mask in [self.packet_in_mask, self.port_status_mask, self.flow_removed_mask] {
+            out.put_u32(mask[0]);
+            out.put_u32(mask[1]);
+        }
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<AsyncConfig, DecodeError> {
+        let mut pair = |what| -> Result<[u32; 2], DecodeError> { Ok([r.u32(what)?, r.u32(what)?]) };
+        Ok(AsyncConfig {
+            packet_in_mask: pair("packet_in_mask")?,
+            port_status_mask: pair("port_status_mask")?,
+            flow_removed_mask: pair("flow_removed_mask")?,
+        })
+    }
+}
+
 /// `OFPT_EXPERIMENTER`: a vendor message this codec does not type further.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Experimenter {
@@ -313,6 +357,12 @@ pub enum Message {
     RoleRequest(Role),
     /// `OFPT_ROLE_REPLY`.
     RoleReply(Role),
+    /// `OFPT_GET_ASYNC_REQUEST`.
+    GetAsyncRequest,
+    /// `OFPT_GET_ASYNC_REPLY` (OpenFlow 1.3 layout).
+    GetAsyncReply(AsyncConfig),
+    /// `OFPT_SET_ASYNC` (OpenFlow 1.3 layout).
+    SetAsync(AsyncConfig),
     /// `OFPT_BUNDLE_CONTROL` (an ONF experimenter message in 1.3).
     BundleControl(BundleControl),
     /// `OFPT_BUNDLE_ADD_MESSAGE` (an ONF experimenter message in 1.3).
@@ -352,6 +402,9 @@ impl Message {
             Message::BarrierReply => "OFPT_BARRIER_REPLY",
             Message::RoleRequest(_) => "OFPT_ROLE_REQUEST",
             Message::RoleReply(_) => "OFPT_ROLE_REPLY",
+            Message::GetAsyncRequest => "OFPT_GET_ASYNC_REQUEST",
+            Message::GetAsyncReply(_) => "OFPT_GET_ASYNC_REPLY",
+            Message::SetAsync(_) => "OFPT_SET_ASYNC",
             Message::BundleControl(_) => "OFPT_BUNDLE_CONTROL",
             Message::BundleAdd(_) => "OFPT_BUNDLE_ADD_MESSAGE",
             Message::Unknown { .. } => "unknown",
@@ -412,6 +465,9 @@ impl OfpMessage {
             Message::BarrierReply => OFPT_BARRIER_REPLY,
             Message::RoleRequest(_) => OFPT_ROLE_REQUEST,
             Message::RoleReply(_) => OFPT_ROLE_REPLY,
+            Message::GetAsyncRequest => OFPT_GET_ASYNC_REQUEST,
+            Message::GetAsyncReply(_) => OFPT_GET_ASYNC_REPLY,
+            Message::SetAsync(_) => OFPT_SET_ASYNC,
             Message::BundleControl(_) | Message::BundleAdd(_) if bundles_are_experimenter => {
                 OFPT_EXPERIMENTER
             }
@@ -443,7 +499,8 @@ impl OfpMessage {
             Message::FeaturesRequest
             | Message::GetConfigRequest
             | Message::BarrierRequest
-            | Message::BarrierReply => {}
+            | Message::BarrierReply
+            | Message::GetAsyncRequest => {}
             Message::FeaturesReply(f) => {
                 out.put_u64(f.datapath_id);
                 out.put_u32(f.n_buffers);
@@ -472,6 +529,7 @@ impl OfpMessage {
                 out.put_zeros(4);
                 out.put_u64(r.generation_id);
             }
+            Message::GetAsyncReply(a) | Message::SetAsync(a) => a.encode(v, out)?,
             Message::BundleControl(b) => {
                 if bundles_are_experimenter {
                     out.put_u32(ONF_VENDOR_ID);
@@ -617,6 +675,10 @@ fn decode_body(header: Header, r: &mut Reader<'_>, depth: usize) -> Result<Messa
                 Message::RoleReply(role)
             }
         }
+        OFPT_GET_ASYNC_REQUEST => Message::GetAsyncRequest,
+        // OpenFlow 1.4 replaced the masks with properties.
+        OFPT_GET_ASYNC_REPLY if v == Version::OF13 => Message::GetAsyncReply(AsyncConfig::decode(r)?),
+        OFPT_SET_ASYNC if v == Version::OF13 => Message::SetAsync(AsyncConfig::decode(r)?),
         OFPT_BUNDLE_CONTROL if v >= Version::OF14 => Message::BundleControl(BundleControl::decode(r)?),
         OFPT_BUNDLE_ADD_MESSAGE if v >= Version::OF14 => Message::BundleAdd(decode_bundle_add(r, depth)?),
         _ => unknown(r),

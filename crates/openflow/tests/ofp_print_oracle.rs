@@ -12,7 +12,7 @@ use std::process::Command;
 
 use openflow::bundle::{BundleControl, BundleCtrlType, bundle_flags};
 use openflow::error_msg::{ErrorCode, ErrorMsg};
-use openflow::message::{ControllerRole, Role, SwitchConfig, SwitchFeatures};
+use openflow::message::{AsyncConfig, ControllerRole, Role, SwitchConfig, SwitchFeatures};
 use openflow::multipart::{MultipartReply, MultipartReplyBody, SwitchDescription, split_flow_stats};
 use openflow::port::{Port, PortStats, PortStatus, port_reason};
 use openflow::{
@@ -236,6 +236,37 @@ fn statistics_replies() {
         total += text.matches("cookie=").count();
     }
     assert_eq!(total, 2000);
+}
+
+#[test]
+fn asynchronous_configuration() {
+    // Master: packet-ins for table misses and actions, every port status,
+    // flow removals by idle timeout; slave: packet-ins for actions, port
+    // additions and deletions.
+    let config = AsyncConfig {
+        packet_in_mask: [0b011, 0b010],
+        port_status_mask: [0b111, 0b011],
+        flow_removed_mask: [0b001, 0],
+    };
+    check(
+        Message::SetAsync(config),
+        "OFPT_SET_ASYNC (OF1.3) (xid=0x7):
+ primary:
+       PACKET_IN: no_match action
+     PORT_STATUS: add delete modify
+    FLOW_REMOVED: idle
+     ROLE_STATUS: (off)
+    TABLE_STATUS: (off)
+  REQUESTFORWARD: (off)
+
+ secondary:
+       PACKET_IN: action
+     PORT_STATUS: add delete
+    FLOW_REMOVED: (off)
+     ROLE_STATUS: (off)
+    TABLE_STATUS: (off)
+  REQUESTFORWARD: (off)",
+    );
 }
 
 #[test]

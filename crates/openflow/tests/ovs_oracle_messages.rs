@@ -19,7 +19,7 @@ use common::Conn;
 use openflow::action::{Ct, CtZone, NX_CT_RECIRC_NONE};
 use openflow::bundle::{BundleAdd, BundleControl, BundleCtrlType, bundle_flags};
 use openflow::flow::flow_mod_flags;
-use openflow::message::{ControllerRole, Experimenter, Role, SwitchConfig};
+use openflow::message::{AsyncConfig, ControllerRole, Experimenter, Role, SwitchConfig};
 use openflow::multipart::{MultipartReplyBody, MultipartRequestBody};
 use openflow::oxm::{OxmHeader, UnknownOxm};
 use openflow::packet::packet_in_reason;
@@ -640,6 +640,24 @@ fn roles_follow_generation_ids() {
     // A slave may not change the flow table.
     let refused = c.transact(Message::FlowMod(flow(0, 1, 0, vec![], vec![])));
     assert_eq!(error_names(Version::OF13, &refused), vec!["OFPBRC_IS_SECONDARY"]);
+}
+
+#[test]
+fn asynchronous_configuration_is_set_and_read_back() {
+    let (lab, _bridge) = lab_with_bridge("br0");
+    let mut c = primary(&lab, "br0", Version::OF13);
+    // Slaves told to receive packet-ins sent by actions, as flowgate's do.
+    let config = AsyncConfig {
+        packet_in_mask: [0b011, 0b010],
+        port_status_mask: [0b111, 0b111],
+        flow_removed_mask: [0b1111, 0],
+    };
+    assert!(c.transact(Message::SetAsync(config)).is_empty());
+    let xid = c.send(Message::GetAsyncRequest);
+    assert_eq!(
+        c.recv_where(|m| m.xid == xid).body,
+        Message::GetAsyncReply(config)
+    );
 }
 
 /// Opens a bundle, adds `flows`, commits, and returns every error.

@@ -12,7 +12,7 @@ use openflow::bundle::{BundleAdd, BundleControl, BundleCtrlType};
 use openflow::error_msg::{ErrorCode, ErrorMsg};
 use openflow::flow::{AggregateStats, FlowMod, FlowModCommand, FlowRemoved, FlowStats, FlowStatsRequest};
 use openflow::message::{
-    ControllerRole, Experimenter, Hello, HelloElement, Message, OfpMessage, Role, SwitchConfig,
+    AsyncConfig, ControllerRole, Experimenter, Hello, HelloElement, Message, OfpMessage, Role, SwitchConfig,
     SwitchFeatures,
 };
 use openflow::multipart::{
@@ -543,16 +543,24 @@ fn role() -> impl Strategy<Value = Role> {
     })
 }
 
+fn async_config() -> impl Strategy<Value = AsyncConfig> {
+    any::<[u32; 6]>().prop_map(|m| AsyncConfig {
+        packet_in_mask: [m[0], m[1]],
+        port_status_mask: [m[2], m[3]],
+        flow_removed_mask: [m[4], m[5]],
+    })
+}
+
 /// Messages with typed bodies in OpenFlow 1.3 and 1.4, minus bundles.
 fn plain_message(version: Version) -> BoxedStrategy<Message> {
     let v13 = version == Version::OF13;
     let known_types: &[u8] = if v13 {
         &[
-            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 18, 19, 20, 21, 24, 25,
+            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 18, 19, 20, 21, 24, 25, 26, 27, 28,
         ]
     } else {
         &[
-            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 18, 19, 20, 21, 24, 25, 33, 34,
+            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 18, 19, 20, 21, 24, 25, 26, 33, 34,
         ]
     };
     let known_types = known_types.to_vec();
@@ -665,6 +673,7 @@ fn plain_message(version: Version) -> BoxedStrategy<Message> {
         Just(Message::BarrierReply),
         role().prop_map(Message::RoleRequest),
         role().prop_map(Message::RoleReply),
+        Just(Message::GetAsyncRequest),
         (
             any::<u8>().prop_filter("known type", move |t| !known_types.contains(t)),
             bytes(32)
@@ -675,6 +684,8 @@ fn plain_message(version: Version) -> BoxedStrategy<Message> {
         prop_oneof![
             common,
             (0u8..3, port()).prop_map(|(reason, desc)| Message::PortStatus(PortStatus { reason, desc })),
+            async_config().prop_map(Message::GetAsyncReply),
+            async_config().prop_map(Message::SetAsync),
         ]
         .boxed()
     } else {
