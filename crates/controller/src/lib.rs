@@ -18,6 +18,11 @@
 //!   owner, summing per cookie gives per-owner packet counts.
 //! * Events (switches, ports, packet-ins, rejected flows) go to subscribers
 //!   of [`Controller::subscribe`]; metrics render as Prometheus text.
+//! * Several controllers may share switches ([`role`]): the one told to
+//!   claim MASTER ([`Controller::set_role`]) reconciles, the others stay
+//!   SLAVE and send nothing; a slave promoted to master reads the switch's
+//!   flows again and reconciles against them, so a takeover with nothing
+//!   changed sends no flow-mod.
 //!
 //! Switches should run with `fail_mode=secure`: without a controller they
 //! keep forwarding with the flows they have, and never fall back to acting
@@ -27,6 +32,7 @@ pub mod flow;
 pub mod metrics;
 pub mod ratelimit;
 pub mod reconcile;
+pub mod role;
 mod session;
 pub mod stats;
 pub mod transport;
@@ -35,12 +41,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openflow::{ControllerRole, FlowStats, FlowStatsRequest, PacketIn, PacketOut, Port};
+use openflow::{FlowStats, FlowStatsRequest, PacketIn, PacketOut, Port};
 use tokio::sync::{broadcast, mpsc, watch};
 
 pub use flow::{Flow, FlowSet};
 pub use metrics::Metrics;
 pub use reconcile::{Op, Rejection, RoundReport};
+pub use role::{RoleClaim, SwitchRole};
 pub use stats::{FlowCounters, StatsError, counters_by_cookie};
 pub use transport::{ListenAddr, Listener};
 
@@ -59,14 +66,19 @@ pub struct ControllerConfig {
     pub packet_in_rate: u32,
     /// Packet-ins accepted in a burst.
     pub packet_in_burst: u32,
-    /// Role to claim on connect (multi-controller operation); `None` keeps
-    /// the switch's default (`EQUAL`).
-    pub role: Option<(ControllerRole, u64)>,
-    /// After a switch connects, wait up to this long for the publisher to
-    /// [`DesiredState::release`] it before the first reconcile. A restarted controller
-    /// learns ports (and so which instance flows belong) only from the
-    /// switch itself; reconciling against the half-known desired set would
-    /// delete flows it re-adds moments later. `None` reconciles at once.
+    /// Role claimed on every switch from the start (see
+    /// [`Controller::set_role`] to change it later); the default claims
+    /// none, which leaves the switch's default (`EQUAL`).
+    pub role: RoleClaim,
+    /// After a switch connects, and after this controller becomes its
+    /// master, wait up to this long for the publisher to
+    /// [`DesiredState::release`] it before reconciling (the session
+    /// announces the wait with [`ControllerEvent::Holding`]). A restarted
+    /// controller learns ports (and so which instance flows belong) only
+    /// from the switch itself, and a slave taking over may not have caught
+    /// up with the store yet; reconciling against a half-known desired set
+    /// would delete flows it re-adds moments later. `None` reconciles at
+    /// once.
     pub initial_desired_wait: Option<Duration>,
 }
 
@@ -79,7 +91,7 @@ impl Default for ControllerConfig {
             use_bundles: true,
             packet_in_rate: 200,
             packet_in_burst: 400,
-            role: None,
+            role: RoleClaim::Equal,
             initial_desired_wait: None,
         }
     }
@@ -116,6 +128,23 @@ pub enum ControllerEvent {
         /// The packet.
         packet_in: Arc<PacketIn>,
     },
+    /// A session waits for [`DesiredState::release`] with `ticket` before
+    /// it reconciles: its switch just connected, or this controller just
+    /// became its master. Sent only when
+    /// [`ControllerConfig::initial_desired_wait`] is set.
+    Holding {
+        /// The switch.
+        datapath_id: u64,
+        /// What to release it with.
+        ticket: u64,
+    },
+    /// The switch granted or refused the role this controller claimed.
+    RoleChanged {
+        /// The switch.
+        datapath_id: u64,
+        /// This controller's role on it now.
+        role: SwitchRole,
+    },
     /// A reconcile round completed.
     Reconciled {
         /// The switch.
@@ -147,9 +176,8 @@ pub enum ControllerError {
 pub(crate) struct Published {
     pub(crate) generation: u64,
     pub(crate) flows: Arc<FlowSet>,
-    /// How many times the publisher declared the set complete for a newly
-    /// connected switch ([`DesiredState::release`]).
-    pub(crate) releases: u64,
+    /// The highest ticket the publisher released ([`DesiredState::release`]).
+    pub(crate) released: u64,
 }
 
 /// The desired flow sets of every datapath. Publishing stores the new set
@@ -187,11 +215,22 @@ impl DesiredState {
         generation
     }
 
-    /// Declares the datapath's flow set complete for a switch that just
-    /// connected: a session holding its first reconcile
-    /// ([`ControllerConfig::initial_desired_wait`]) goes ahead.
-    pub fn release(&self, datapath_id: u64) {
-        self.sender(datapath_id).send_modify(|p| p.releases += 1);
+    /// Declares the datapath's flow set complete for the session that
+    /// announced `ticket` ([`ControllerEvent::Holding`]): it goes ahead and
+    /// reconciles. Tickets grow, so releasing one releases every earlier
+    /// one too, and a release of an older wait never ends a newer one.
+    pub fn release(&self, datapath_id: u64, ticket: u64) {
+        self.sender(datapath_id).send_if_modified(|p| {
+            let newer = ticket > p.released;
+            p.released = p.released.max(ticket);
+            newer
+        });
+    }
+
+    /// The generation of a datapath's current flow set (what
+    /// [`Controller::wait_synced`] waits for).
+    pub fn generation(&self, datapath_id: u64) -> u64 {
+        self.sender(datapath_id).borrow().generation
     }
 
     /// The current flow set of a datapath.
@@ -231,6 +270,11 @@ pub struct SwitchInfo {
     pub flows_rejected: usize,
     /// Whether changes go in bundles.
     pub bundles: bool,
+    /// What the switch granted this controller.
+    pub role: SwitchRole,
+    /// The ticket the session waits to be released with before it
+    /// reconciles, if it waits ([`ControllerEvent::Holding`]).
+    pub holding: Option<u64>,
 }
 
 impl SwitchInfo {
@@ -247,6 +291,10 @@ pub(crate) struct Shared {
     pub(crate) events: broadcast::Sender<ControllerEvent>,
     pub(crate) metrics: Metrics,
     pub(crate) next_session_id: std::sync::atomic::AtomicU64,
+    /// The role every session claims.
+    pub(crate) role: watch::Sender<RoleClaim>,
+    /// Hands out the tickets of [`ControllerEvent::Holding`].
+    pub(crate) next_ticket: std::sync::atomic::AtomicU64,
 }
 
 /// The controller: cheap to clone, shared by the listener tasks, the
@@ -259,6 +307,7 @@ pub struct Controller {
 impl Controller {
     /// A controller with no switches yet.
     pub fn new(config: ControllerConfig) -> Controller {
+        let role = watch::channel(config.role).0;
         Controller {
             shared: Arc::new(Shared {
                 config,
@@ -267,8 +316,28 @@ impl Controller {
                 events: broadcast::channel(4096).0,
                 metrics: Metrics::default(),
                 next_session_id: std::sync::atomic::AtomicU64::new(1),
+                role,
+                next_ticket: std::sync::atomic::AtomicU64::new(1),
             }),
         }
+    }
+
+    /// Claims `claim` on every switch, connected now or later. Claiming
+    /// MASTER makes each session ask its switch, read the switch's flows
+    /// once granted, and reconcile (after a [`ControllerEvent::Holding`]
+    /// wait when configured); claiming SLAVE stops flow-mods and
+    /// packet-outs at once.
+    pub fn set_role(&self, claim: RoleClaim) {
+        self.shared.role.send_if_modified(|current| {
+            let changed = *current != claim;
+            *current = claim;
+            changed
+        });
+    }
+
+    /// The role claimed on every switch.
+    pub fn role(&self) -> RoleClaim {
+        *self.shared.role.borrow()
     }
 
     /// Where desired flow sets are published.
@@ -297,6 +366,7 @@ impl Controller {
                 flows_desired: s.flows_desired,
                 flows_installed: s.flows_installed,
                 flows_rejected: s.flows_rejected,
+                role: s.role.name(),
             })
             .collect();
         self.shared.metrics.render(&gauges)
@@ -330,6 +400,19 @@ impl Controller {
                 match stream {
                     transport::Stream::Tcp(s) => session::run(shared, s, peer).await,
                     transport::Stream::Unix(s) => session::run(shared, s, peer).await,
+                    transport::Stream::Tls(pending) => {
+                        match pending.handshake(shared.config.handshake_timeout).await {
+                            Ok(s) => session::run(shared, s, peer).await,
+                            Err(error) => {
+                                // No session: the switch never registers.
+                                shared
+                                    .metrics
+                                    .tls_refused
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                tracing::warn!(%peer, %error, "refusing switch: no valid TLS client certificate or handshake");
+                            }
+                        }
+                    }
                 }
             });
         }

@@ -102,6 +102,8 @@ pub struct SwitchGauges {
     pub flows_installed: usize,
     /// Flows quarantined after being refused.
     pub flows_rejected: usize,
+    /// What the switch granted this controller (`SwitchRole::name`).
+    pub role: &'static str,
 }
 
 /// Every metric of the controller.
@@ -125,6 +127,9 @@ pub struct Metrics {
     pub malformed: AtomicU64,
     /// Connections dropped because the peer stopped answering.
     pub dead_peers: AtomicU64,
+    /// TLS connections refused: no valid client certificate, or no
+    /// completed handshake.
+    pub tls_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -169,6 +174,17 @@ impl Metrics {
             for s in switches {
                 let _ = writeln!(out, "{name}{{datapath_id=\"{:016x}\"}} {}", s.datapath_id, get(s));
             }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP flowgate_openflow_role The role each switch granted this controller (1 for the current one).\n# TYPE flowgate_openflow_role gauge"
+        );
+        for s in switches {
+            let _ = writeln!(
+                out,
+                "flowgate_openflow_role{{datapath_id=\"{:016x}\",role=\"{}\"}} 1",
+                s.datapath_id, s.role
+            );
         }
         let counter = |out: &mut String, name: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
@@ -231,6 +247,12 @@ impl Metrics {
             "Connections dropped because the switch stopped answering.",
             load(&self.dead_peers),
         );
+        counter(
+            &mut out,
+            "flowgate_tls_refused_total",
+            "TLS connections refused: no valid client certificate, or no completed handshake.",
+            load(&self.tls_refused),
+        );
         out
     }
 }
@@ -261,7 +283,9 @@ mod tests {
             flows_desired: 5,
             flows_installed: 4,
             flows_rejected: 1,
+            role: "master",
         }]);
+        assert!(text.contains("flowgate_openflow_role{datapath_id=\"0000000000000001\",role=\"master\"} 1"));
         assert!(text.contains("flowgate_switches_connected 1"));
         assert!(text.contains("flowgate_flow_mods_sent_total{command=\"add\"} 3"));
         assert!(text.contains("flowgate_flows_installed{datapath_id=\"0000000000000001\"} 4"));

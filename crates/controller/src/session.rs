@@ -7,6 +7,13 @@
 //! (packet-out) are sent, and a timer keeps the connection alive or drops a
 //! silent peer. Malformed OpenFlow ends the session with a logged error;
 //! other sessions are unaffected.
+//!
+//! With roles ([`crate::role`]), only a session whose switch granted it
+//! MASTER (or that claims none) writes. Becoming master, it reads the
+//! switch's flows again (another master changed them meanwhile), waits for
+//! the publisher's release if configured, and reconciles from there; a
+//! slave, or a session the switch refused or demoted, sends no flow-mod
+//! and no packet-out.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -17,14 +24,15 @@ use openflow::error_msg::ErrorCode;
 use openflow::multipart::{MultipartAssembler, MultipartReplyBody, MultipartRequest, MultipartRequestBody};
 use openflow::port::port_reason;
 use openflow::{
-    DecodeError, ErrorMsg, FlowModCommand, FlowStats, FlowStatsRequest, Hello, Message, OfpMessage,
-    PacketOut, Port, Role, SwitchConfig, Version, message_length, negotiate_version,
+    ControllerRole, DecodeError, ErrorMsg, FlowModCommand, FlowStats, FlowStatsRequest, Hello, Message,
+    OfpMessage, PacketOut, Port, SwitchConfig, Version, message_length, negotiate_version,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::ratelimit::TokenBucket;
 use crate::reconcile::{Next, Reconciler, RoundReport};
+use crate::role::{RoleClaim, SwitchRole, async_config, is_slave_error};
 use crate::stats::{PendingStats, StatsResult};
 use crate::{ControllerEvent, Published, SessionHandle, Shared, SwitchInfo};
 
@@ -76,6 +84,45 @@ enum SessionError {
     Replaced,
     #[error("unexpected {0} during the handshake")]
     Unexpected(&'static str),
+    #[error("cannot read the flows of the switch after becoming its master: {0}")]
+    FlowsUnread(String),
+}
+
+/// What a session may do on its switch, and how far it got.
+enum Mode {
+    /// Reads and writes: the reconciler keeps the flow table equal to the
+    /// desired set, once the hold (if any) is over.
+    Writer {
+        // Boxed: the other modes are a few bytes.
+        reconciler: Box<Reconciler>,
+        hold: Option<Hold>,
+    },
+    /// Asked the switch for MASTER (or EQUAL) with this xid; reads only
+    /// until it answers.
+    Claiming { xid: u32 },
+    /// Granted MASTER; reading the switch's flows (another master may have
+    /// changed them since this session last knew) before reconciling.
+    Reading { answer: oneshot::Receiver<StatsResult> },
+    /// SLAVE, or refused: reads only.
+    Reader,
+}
+
+/// A wait for the publisher's release before reconciling.
+struct Hold {
+    ticket: u64,
+    until: Instant,
+}
+
+/// Completes with the answer of the flow read of [`Mode::Reading`]; never
+/// in another mode.
+async fn flows_read(mode: &mut Mode) -> Result<Vec<FlowStats>, String> {
+    match mode {
+        Mode::Reading { answer } => match answer.await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err("the request was dropped".into()),
+        },
+        _ => std::future::pending().await,
+    }
 }
 
 /// Frames OpenFlow messages out of a byte stream.
@@ -168,6 +215,7 @@ where
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
     let (rd, wr) = tokio::io::split(stream);
     let mut session = Session {
+        role_rx: shared.role.subscribe(),
         shared: shared.clone(),
         peer: peer.clone(),
         rd,
@@ -183,6 +231,7 @@ where
         last_heard: Instant::now(),
         stats: PendingStats::default(),
         synced_once: false,
+        async_set: false,
     };
     let result = session.run().await;
     let dpid = session.datapath_id;
@@ -218,6 +267,22 @@ struct Session<S> {
     stats: PendingStats,
     /// Whether the switch has been in sync since it connected (logged once).
     synced_once: bool,
+    /// The role to claim.
+    role_rx: watch::Receiver<RoleClaim>,
+    /// Whether the asynchronous configuration for roles was sent.
+    async_set: bool,
+}
+
+/// How the switch answered the role claimed in the handshake.
+enum RoleAnswer {
+    /// No role claimed.
+    None,
+    /// Claimed with this xid; no answer seen yet.
+    Pending(u32),
+    /// Granted.
+    Granted(openflow::Role),
+    /// Refused.
+    Refused(ErrorMsg),
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
@@ -240,10 +305,21 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
     /// answering echo requests and ignoring asynchronous messages meanwhile.
     async fn recv_reply<T>(
         &mut self,
+        role: &mut RoleAnswer,
         mut want: impl FnMut(OfpMessage) -> Option<T>,
     ) -> Result<T, SessionError> {
         loop {
             let msg = self.recv().await?;
+            if let RoleAnswer::Pending(xid) = *role
+                && msg.xid == xid
+            {
+                match msg.body {
+                    Message::RoleReply(granted) => *role = RoleAnswer::Granted(granted),
+                    Message::Error(e) => *role = RoleAnswer::Refused(e),
+                    _ => {}
+                }
+                continue;
+            }
             match &msg.body {
                 Message::EchoRequest(data) => {
                     let reply = OfpMessage::new(VERSION, msg.xid, Message::EchoReply(data.clone()));
@@ -263,13 +339,36 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
 
     async fn run(&mut self) -> Result<(), SessionError> {
         let timeout = self.shared.config.handshake_timeout;
-        let (dpid, ports, actual) = tokio::time::timeout(timeout, self.handshake())
+        let (dpid, ports, actual, claim, answer) = tokio::time::timeout(timeout, self.handshake())
             .await
             .map_err(|_| SessionError::HandshakeTimeout)??;
-        self.main_loop(dpid, ports, actual).await
+        self.main_loop(dpid, ports, actual, claim, answer).await
     }
 
-    async fn handshake(&mut self) -> Result<(u64, Vec<Port>, Vec<FlowStats>), SessionError> {
+    /// Sends a role request for `claim` (after the asynchronous
+    /// configuration, the first time); returns its xid.
+    async fn claim_role(&mut self, claim: RoleClaim) -> Result<Option<u32>, SessionError> {
+        let Some(role) = claim.request() else {
+            return Ok(None);
+        };
+        let mut requests = Vec::with_capacity(2);
+        if !std::mem::replace(&mut self.async_set, true) {
+            requests.push(OfpMessage::new(
+                VERSION,
+                self.writer.xid(),
+                Message::SetAsync(async_config()),
+            ));
+        }
+        let xid = self.writer.xid();
+        requests.push(OfpMessage::new(VERSION, xid, Message::RoleRequest(role)));
+        self.writer.send(&requests).await?;
+        Ok(Some(xid))
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn handshake(
+        &mut self,
+    ) -> Result<(u64, Vec<Port>, Vec<FlowStats>, RoleClaim, RoleAnswer), SessionError> {
         self.writer
             .send_one(Message::Hello(Hello::with_versions(&[VERSION])))
             .await?;
@@ -287,29 +386,31 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
             return Err(SessionError::NoCommonVersion(h.versions(hello.version)));
         }
         let features_xid = self.writer.send_one(Message::FeaturesRequest).await?;
+        let mut answer = RoleAnswer::None;
         let dpid = self
-            .recv_reply(|m| match m.body {
+            .recv_reply(&mut answer, |m| match m.body {
                 Message::FeaturesReply(f) if m.xid == features_xid => Some(f.datapath_id),
                 _ => None,
             })
             .await?;
         self.datapath_id = Some(dpid);
 
-        let mut requests = vec![OfpMessage::new(
+        let config = OfpMessage::new(
             VERSION,
             self.writer.xid(),
             Message::SetConfig(SwitchConfig {
                 flags: 0,
                 miss_send_len: openflow::action::OFPCML_NO_BUFFER,
             }),
-        )];
-        if let Some((role, generation_id)) = self.shared.config.role {
-            requests.push(OfpMessage::new(
-                VERSION,
-                self.writer.xid(),
-                Message::RoleRequest(Role { role, generation_id }),
-            ));
+        );
+        self.writer.send(&[config]).await?;
+        // The role goes before the flow read: the switch answers in order,
+        // so flows read once MASTER is granted are the ones to reconcile.
+        let claim = *self.role_rx.borrow_and_update();
+        if let Some(xid) = self.claim_role(claim).await? {
+            answer = RoleAnswer::Pending(xid);
         }
+        let mut requests = Vec::with_capacity(2);
         let ports_xid = self.writer.xid();
         requests.push(OfpMessage::new(
             VERSION,
@@ -331,7 +432,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
         let mut flows = None;
         while ports.is_none() || flows.is_none() {
             let body = self
-                .recv_reply(|m| match m.body {
+                .recv_reply(&mut answer, |m| match m.body {
                     Message::MultipartReply(r) if m.xid == ports_xid || m.xid == flows_xid => {
                         assembler.push(m.xid, r)
                     }
@@ -344,7 +445,13 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
                 other => tracing::debug!(?other, "unexpected multipart reply during the handshake"),
             }
         }
-        Ok((dpid, ports.unwrap_or_default(), flows.unwrap_or_default()))
+        Ok((
+            dpid,
+            ports.unwrap_or_default(),
+            flows.unwrap_or_default(),
+            claim,
+            answer,
+        ))
     }
 
     async fn main_loop(
@@ -352,19 +459,66 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
         dpid: u64,
         ports: Vec<Port>,
         actual: Vec<FlowStats>,
+        claim: RoleClaim,
+        answer: RoleAnswer,
     ) -> Result<(), SessionError> {
         let shared = self.shared.clone();
         let config = shared.config.clone();
         let mut desired_rx = shared.desired.subscribe(dpid);
         let published: Published = desired_rx.borrow_and_update().clone();
         let mut generation = published.generation;
-        let mut reconciler = Reconciler::new(VERSION, actual, published.flows, config.use_bundles);
+        let flows_on_switch = actual.len();
+        // What the handshake's answer to the claimed role allows.
+        let (role, mut mode) = match (claim, answer) {
+            (RoleClaim::Equal, _) => (SwitchRole::Equal, None),
+            (RoleClaim::Master { .. }, RoleAnswer::Granted(r)) if r.role == ControllerRole::MASTER => {
+                (SwitchRole::Master, None)
+            }
+            (RoleClaim::Master { .. }, RoleAnswer::Pending(xid)) => {
+                (SwitchRole::Claiming, Some(Mode::Claiming { xid }))
+            }
+            (RoleClaim::Slave { .. }, RoleAnswer::Granted(r)) if r.role == ControllerRole::SLAVE => {
+                (SwitchRole::Slave, Some(Mode::Reader))
+            }
+            (RoleClaim::Slave { .. }, RoleAnswer::Pending(_)) => (SwitchRole::Slave, Some(Mode::Reader)),
+            (_, RoleAnswer::Refused(e)) => {
+                tracing::warn!(
+                    datapath_id = format_args!("{dpid:016x}"),
+                    ?claim,
+                    error = %e.code.describe(VERSION),
+                    "the switch refused the role claimed: it knows a newer master"
+                );
+                (SwitchRole::Fenced, Some(Mode::Reader))
+            }
+            _ => (SwitchRole::Fenced, Some(Mode::Reader)),
+        };
+        // A writer from the start reconciles against the flows read in the
+        // handshake, after the publisher's release if so configured.
+        let mut hold_ticket = None;
+        let mut mode = match mode.take() {
+            Some(mode) => mode,
+            None => {
+                let hold = self.new_hold(&config);
+                hold_ticket = hold.as_ref().map(|h| h.ticket);
+                Mode::Writer {
+                    reconciler: Box::new(Reconciler::new(
+                        VERSION,
+                        actual,
+                        published.flows,
+                        config.use_bundles,
+                    )),
+                    hold,
+                }
+            }
+        };
         let (synced_tx, synced_rx) = watch::channel(0u64);
         let (cmd_tx, mut cmd_rx) = mpsc::channel(256);
         let info = Arc::new(Mutex::new(SwitchInfo {
             datapath_id: dpid,
             peer: self.peer.clone(),
             ports: ports.clone(),
+            role,
+            holding: hold_ticket,
             ..SwitchInfo::default()
         }));
         let session_id = shared.next_session_id.fetch_add(1, Ordering::Relaxed);
@@ -386,14 +540,21 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
             peer = %self.peer,
             datapath_id = format_args!("{dpid:016x}"),
             ports = ports.len(),
-            flows_on_switch = reconciler.installed_len(),
-            flows_desired = reconciler.desired_len(),
+            flows_on_switch,
+            role = role.name(),
             "switch connected"
         );
         let _ = shared.events.send(ControllerEvent::SwitchConnected {
             datapath_id: dpid,
             ports,
         });
+        // After SwitchConnected: the publisher learns the ports first.
+        if let Some(ticket) = hold_ticket {
+            let _ = shared.events.send(ControllerEvent::Holding {
+                datapath_id: dpid,
+                ticket,
+            });
+        }
 
         let mut packet_ins = TokenBucket::new(config.packet_in_rate, config.packet_in_burst, Instant::now());
         let mut round_started: Option<Instant> = None;
@@ -401,13 +562,9 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-        // Until the publisher has seen this switch (or the wait is over),
-        // the desired set may lack what depends on the switch's ports.
-        let mut hold_until = config.initial_desired_wait.map(|wait| Instant::now() + wait);
-        let releases_at_connect = published.releases;
         let result: Result<(), SessionError> = async {
-            if hold_until.is_none() {
-                self.advance(&mut reconciler, &mut round_started, &info, &synced_tx, generation)
+            if let Mode::Writer { reconciler, hold: None } = &mut mode {
+                self.advance(reconciler, &mut round_started, &info, &synced_tx, generation)
                     .await?;
             }
             loop {
@@ -417,11 +574,18 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
                     let Some(msg) = self.stats.offer(msg, VERSION) else {
                         continue;
                     };
-                    let (consumed, report) = reconciler.on_message(&msg);
-                    if let Some(report) = report {
-                        self.finish_round(dpid, report, &mut round_started);
-                        self.advance(&mut reconciler, &mut round_started, &info, &synced_tx, generation)
-                            .await?;
+                    if self.on_role_message(dpid, &msg, &mut mode, &info, &synced_tx).await? {
+                        continue;
+                    }
+                    let mut consumed = false;
+                    if let Mode::Writer { reconciler, .. } = &mut mode {
+                        let (by_round, report) = reconciler.on_message(&msg);
+                        consumed = by_round;
+                        if let Some(report) = report {
+                            self.finish_round(dpid, report, &mut round_started);
+                            self.advance(reconciler, &mut round_started, &info, &synced_tx, generation)
+                                .await?;
+                        }
                     }
                     self.handle(dpid, msg, consumed, &info, &mut packet_ins).await?;
                 }
@@ -436,22 +600,73 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
                     changed = desired_rx.changed() => {
                         if changed.is_ok() {
                             let published = desired_rx.borrow_and_update().clone();
-                            if published.releases > releases_at_connect {
-                                hold_until = None;
-                            }
                             generation = published.generation;
-                            reconciler.set_desired(published.flows);
-                            if hold_until.is_none() {
+                            // Other modes read the latest set when they become writers.
+                            if let Mode::Writer { reconciler, hold } = &mut mode {
+                                if hold.as_ref().is_some_and(|h| published.released >= h.ticket) {
+                                    *hold = None;
+                                    set_holding(&info, None);
+                                }
+                                reconciler.set_desired(published.flows);
+                                if hold.is_none() {
+                                    self.advance(reconciler, &mut round_started, &info, &synced_tx, generation)
+                                        .await?;
+                                }
+                            }
+                        }
+                    }
+                    changed = self.role_rx.changed() => {
+                        if changed.is_ok() {
+                            let claim = *self.role_rx.borrow_and_update();
+                            // Whatever was in sync was so as a writer before.
+                            synced_tx.send_replace(0);
+                            mode = self.reclaim(dpid, claim, &info).await?;
+                        }
+                    }
+                    read = flows_read(&mut mode) => {
+                        let actual = read.map_err(SessionError::FlowsUnread)?;
+                        let published = desired_rx.borrow_and_update().clone();
+                        generation = published.generation;
+                        let hold = self.new_hold(&config);
+                        let ticket = hold.as_ref().map(|h| h.ticket);
+                        set_holding(&info, ticket);
+                        tracing::info!(
+                            datapath_id = format_args!("{dpid:016x}"),
+                            flows_on_switch = actual.len(),
+                            "read the flows of the switch as its master"
+                        );
+                        let mut reconciler =
+                            Reconciler::new(VERSION, actual, published.flows, config.use_bundles);
+                        match ticket {
+                            Some(ticket) => {
+                                let _ = shared.events.send(ControllerEvent::Holding {
+                                    datapath_id: dpid,
+                                    ticket,
+                                });
+                            }
+                            None => {
                                 self.advance(&mut reconciler, &mut round_started, &info, &synced_tx, generation)
                                     .await?;
                             }
                         }
+                        mode = Mode::Writer {
+                            reconciler: Box::new(reconciler),
+                            hold,
+                        };
                     }
                     cmd = cmd_rx.recv() => match cmd {
                         Some(Command::PacketOut(p)) => {
-                            self.writer.send_one(Message::PacketOut(p)).await?;
+                            if role_of(&info).writes() {
+                                self.writer.send_one(Message::PacketOut(p)).await?;
+                            } else {
+                                tracing::debug!(
+                                    datapath_id = format_args!("{dpid:016x}"),
+                                    "packet-out not sent: not this switch's master"
+                                );
+                            }
                         }
                         Some(Command::FlowStats { request, reply }) => {
+                            // Slaves may read flows and counters too.
                             let body = MultipartRequestBody::Flow(request);
                             let xid = self
                                 .writer
@@ -463,13 +678,16 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
                     },
                     _ = tick.tick() => {
                         self.stats.prune();
-                        if hold_until.is_some_and(|t| Instant::now() >= t) {
-                            hold_until = None;
+                        if let Mode::Writer { reconciler, hold } = &mut mode
+                            && hold.as_ref().is_some_and(|h| Instant::now() >= h.until)
+                        {
+                            *hold = None;
+                            set_holding(&info, None);
                             tracing::warn!(
                                 datapath_id = format_args!("{dpid:016x}"),
-                                "no desired flows published for this switch in time; reconciling with what is known"
+                                "no desired flows released for this switch in time; reconciling with what is known"
                             );
-                            self.advance(&mut reconciler, &mut round_started, &info, &synced_tx, generation)
+                            self.advance(reconciler, &mut round_started, &info, &synced_tx, generation)
                                 .await?;
                         }
                         let silent = self.last_heard.elapsed();
@@ -495,6 +713,157 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
                 .send(ControllerEvent::SwitchDisconnected { datapath_id: dpid });
         }
         result
+    }
+
+    /// A wait for the publisher's release, if configured, with a new ticket.
+    fn new_hold(&self, config: &crate::ControllerConfig) -> Option<Hold> {
+        config.initial_desired_wait.map(|wait| Hold {
+            ticket: self.shared.next_ticket.fetch_add(1, Ordering::Relaxed),
+            until: Instant::now() + wait,
+        })
+    }
+
+    /// Claims a new role; returns the mode the session is in until the
+    /// switch answers. Giving up MASTER stops writes at once; claiming it
+    /// writes nothing until the switch granted it and the flows are read.
+    async fn reclaim(
+        &mut self,
+        dpid: u64,
+        claim: RoleClaim,
+        info: &Mutex<SwitchInfo>,
+    ) -> Result<Mode, SessionError> {
+        set_holding(info, None);
+        // A claim of no role after another: EQUAL must be asked for.
+        let xid = match self.claim_role(claim).await? {
+            Some(xid) => xid,
+            None => {
+                let request = openflow::Role {
+                    role: ControllerRole::EQUAL,
+                    generation_id: 0,
+                };
+                self.writer.send_one(Message::RoleRequest(request)).await?
+            }
+        };
+        tracing::info!(
+            datapath_id = format_args!("{dpid:016x}"),
+            ?claim,
+            "claiming a new role"
+        );
+        if claim.writes() {
+            self.set_role(dpid, info, SwitchRole::Claiming);
+            Ok(Mode::Claiming { xid })
+        } else {
+            self.set_role(dpid, info, SwitchRole::Slave);
+            Ok(Mode::Reader)
+        }
+    }
+
+    /// Records what the switch granted and tells subscribers.
+    fn set_role(&self, dpid: u64, info: &Mutex<SwitchInfo>, role: SwitchRole) {
+        let previous = std::mem::replace(&mut info.lock().unwrap_or_else(|e| e.into_inner()).role, role);
+        if previous != role {
+            tracing::info!(
+                datapath_id = format_args!("{dpid:016x}"),
+                role = role.name(),
+                "role on the switch"
+            );
+            let _ = self.shared.events.send(ControllerEvent::RoleChanged {
+                datapath_id: dpid,
+                role,
+            });
+        }
+    }
+
+    /// Handles what the switch says about roles: the answer to a claim, a
+    /// refusal because another controller is master (then this session
+    /// stops writing), a notice that another controller took over. Returns
+    /// whether the message was about roles.
+    async fn on_role_message(
+        &mut self,
+        dpid: u64,
+        msg: &OfpMessage,
+        mode: &mut Mode,
+        info: &Mutex<SwitchInfo>,
+        synced: &watch::Sender<u64>,
+    ) -> Result<bool, SessionError> {
+        // Leaving the writer's mode: the switch is no longer known in sync
+        // by this session until it reconciles again.
+        let demote = |mode: &mut Mode| {
+            synced.send_replace(0);
+            *mode = Mode::Reader;
+        };
+        let claiming = match mode {
+            Mode::Claiming { xid } => Some(*xid),
+            _ => None,
+        };
+        match &msg.body {
+            Message::RoleReply(granted) if claiming == Some(msg.xid) => {
+                if granted.role == ControllerRole::SLAVE {
+                    demote(mode);
+                    self.set_role(dpid, info, SwitchRole::Fenced);
+                    return Ok(true);
+                }
+                let role = if granted.role == ControllerRole::MASTER {
+                    SwitchRole::Master
+                } else {
+                    SwitchRole::Equal
+                };
+                // Granted: read the flows another master may have changed.
+                let (reply, answer) = oneshot::channel();
+                let body = MultipartRequestBody::Flow(FlowStatsRequest::all());
+                let xid = self
+                    .writer
+                    .send_one(Message::MultipartRequest(MultipartRequest::new(body)))
+                    .await?;
+                self.stats.register(xid, reply);
+                // Before the event: whoever waits for this session to be in
+                // sync as master must not see an earlier success.
+                synced.send_replace(0);
+                *mode = Mode::Reading { answer };
+                self.set_role(dpid, info, role);
+                Ok(true)
+            }
+            Message::RoleReply(granted) => {
+                if granted.role == ControllerRole::SLAVE && matches!(mode, Mode::Reader) {
+                    self.set_role(dpid, info, SwitchRole::Slave);
+                }
+                Ok(true)
+            }
+            Message::Error(e) if claiming == Some(msg.xid) => {
+                tracing::warn!(
+                    datapath_id = format_args!("{dpid:016x}"),
+                    error = %e.code.describe(VERSION),
+                    "the switch refused MASTER: it knows a newer master"
+                );
+                demote(mode);
+                self.set_role(dpid, info, SwitchRole::Fenced);
+                Ok(true)
+            }
+            Message::Error(e) if is_slave_error(e, VERSION) => {
+                self.shared.metrics.errors.inc(&e.code.describe(VERSION));
+                if !matches!(mode, Mode::Reader) {
+                    tracing::warn!(
+                        datapath_id = format_args!("{dpid:016x}"),
+                        "the switch says another controller is its master; writing nothing more"
+                    );
+                    demote(mode);
+                    self.set_role(dpid, info, SwitchRole::Fenced);
+                }
+                Ok(true)
+            }
+            Message::Experimenter(x) if demoted(x) => {
+                if !matches!(mode, Mode::Reader) {
+                    tracing::warn!(
+                        datapath_id = format_args!("{dpid:016x}"),
+                        "another controller became the switch's master; writing nothing more"
+                    );
+                    demote(mode);
+                    self.set_role(dpid, info, SwitchRole::Fenced);
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Sends the next round of flow-mods, if there is one and none is in
@@ -675,6 +1044,26 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
         }
         Ok(())
     }
+}
+
+/// `ONFT_ROLE_STATUS`: Open vSwitch's notice (OpenFlow 1.3, as an ONF
+/// extension) that this controller's role changed because another one
+/// claimed MASTER.
+const ONFT_ROLE_STATUS: u32 = 1911;
+
+/// Whether `x` tells this controller it is a slave now.
+fn demoted(x: &openflow::Experimenter) -> bool {
+    x.experimenter == openflow::ONF_VENDOR_ID
+        && x.exp_type == ONFT_ROLE_STATUS
+        && x.data.get(..4) == Some(&ControllerRole::SLAVE.0.to_be_bytes()[..])
+}
+
+fn role_of(info: &Mutex<SwitchInfo>) -> SwitchRole {
+    info.lock().unwrap_or_else(|e| e.into_inner()).role
+}
+
+fn set_holding(info: &Mutex<SwitchInfo>, ticket: Option<u64>) {
+    info.lock().unwrap_or_else(|e| e.into_inner()).holding = ticket;
 }
 
 #[cfg(test)]

@@ -316,10 +316,13 @@ fn a_restarted_controller_waits_for_its_publisher_before_touching_flows() {
         ..ControllerConfig::default()
     };
     let mut second = Harness::start(bed.socket.clone(), config);
-    second.wait_event(
+    let holding = second.wait_event(
         Duration::from_secs(30),
-        |e| matches!(e, ControllerEvent::SwitchConnected { datapath_id, .. } if *datapath_id == DPID),
+        |e| matches!(e, ControllerEvent::Holding { datapath_id, .. } if *datapath_id == DPID),
     );
+    let ControllerEvent::Holding { ticket, .. } = holding else {
+        unreachable!()
+    };
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(bed.dump().len(), 2, "an empty desired set deleted nothing");
     assert_eq!(second.controller.metrics().flow_mods_total(), 0);
@@ -335,7 +338,15 @@ fn a_restarted_controller_waits_for_its_publisher_before_touching_flows() {
         set.remove_owner(OTHER);
         set.set_owner(FORWARDING, forwarding_flows());
     });
-    desired.release(DPID);
+    // Releasing an older wait does not end this one.
+    desired.release(DPID, ticket - 1);
+    let early = second.rt.block_on(second.controller.wait_synced(
+        DPID,
+        generation,
+        Duration::from_millis(500),
+    ));
+    assert!(early.is_err(), "released by an older ticket");
+    desired.release(DPID, ticket);
     second
         .rt
         .block_on(

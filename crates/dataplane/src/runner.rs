@@ -1,13 +1,21 @@
 //! The task that keeps the data plane in step: store changes and switch
 //! events in, compiled flows out to the controller, bindings back to the
 //! store, ARP for the public gateway and for moved Elastic IPs.
+//!
+//! Every node runs it, master or slave of the switches, so that a slave's
+//! desired flows are complete when it takes over; only packets (ARP probes,
+//! gratuitous ARPs) are left to the switches' master. A session that waits
+//! before reconciling (after connecting, or after this node became master)
+//! is released once the model has caught up with everything committed in
+//! the store before the wait began and what a restart forgets is known
+//! again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use compiler::{OwnerKind, Update, elastic_ip_mac};
-use controller::{Controller, ControllerEvent, Flow};
+use controller::{Controller, ControllerEvent, Flow, SwitchRole};
 use model::{InstanceId, InstanceState, State};
 use openflow::port::port_reason;
 use openflow::{Action, MacAddr, OFP_NO_BUFFER, PacketOut, PortNo};
@@ -61,6 +69,36 @@ async fn sleep_until_some(deadline: Option<Instant>) {
     }
 }
 
+/// A session waiting for its release ([`ControllerEvent::Holding`]).
+struct Hold {
+    datapath_id: u64,
+    ticket: u64,
+    /// Released at the latest then, whatever is still unknown.
+    deadline: Instant,
+    /// The store catch-up ([`Store::sync`]) that must have completed: one
+    /// started after the wait began.
+    sync: u64,
+}
+
+/// Catching up with the store for the holds: syncs started and completed,
+/// one at a time.
+#[derive(Default)]
+struct Syncs {
+    started: u64,
+    done: u64,
+}
+
+impl Syncs {
+    /// The sync a hold beginning now needs: one not yet started.
+    fn next(&self) -> u64 {
+        self.started + 1
+    }
+
+    fn in_flight(&self) -> bool {
+        self.started > self.done
+    }
+}
+
 /// Runs until the store's change feed closes. `iface_ids` says which ports
 /// carry an instance id in their `external_ids:iface-id` (a closed channel
 /// means none do).
@@ -71,6 +109,8 @@ pub async fn run(
     mut iface_ids: watch::Receiver<IfaceIds>,
 ) {
     let mut events = controller.subscribe();
+    let (synced_tx, mut synced_rx) = tokio::sync::mpsc::channel::<bool>(1);
+    let mut syncs = Syncs::default();
     let mut iface_ids_open = true;
     // The watcher's first reading, even an empty one, counts as knowing.
     let mut iface_ids_known = false;
@@ -85,29 +125,34 @@ pub async fn run(
         tracing::info!(revision, "data plane loaded the model");
         let mut arp_timer = tokio::time::interval(config.arp_refresh);
         arp_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Switches seen but whose sessions still hold their first
-        // reconcile (see `ControllerConfig::initial_desired_wait`): they
-        // are released once their flows are published with everything a
-        // restart forgets (the public gateway's MAC, iface-id bindings), or
-        // at a deadline.
-        let mut holding: Vec<(u64, Instant)> = controller
-            .switches()
-            .iter()
-            .map(|s| (s.datapath_id, Instant::now() + RELEASE_DEADLINE))
-            .collect();
+        // Sessions that hold their reconcile (see
+        // `ControllerConfig::initial_desired_wait`): they are released once
+        // their flows are published from a model that caught up with the
+        // store, with everything a restart forgets (the public gateway's
+        // MAC, iface-id bindings), or at a deadline.
+        let mut holding: Vec<Hold> = Vec::new();
+        for switch in controller.switches() {
+            if let Some(ticket) = switch.holding {
+                hold(&mut holding, &syncs, switch.datapath_id, ticket);
+            }
+        }
         loop {
+            if holding.iter().any(|h| h.sync > syncs.started) && !syncs.in_flight() {
+                syncs.started += 1;
+                start_sync(&store, synced_tx.clone());
+            }
             step(&store, &controller, &config, &mut translator);
             let learned = iface_ids_known
                 && (translator.gateway_mac().is_some() || translator.public_gateway_ip().is_none());
             let now = Instant::now();
-            holding.retain(|&(dpid, deadline)| {
-                let release = learned || now >= deadline;
+            holding.retain(|h| {
+                let release = (learned && syncs.done >= h.sync) || now >= h.deadline;
                 if release {
-                    controller.desired().release(dpid);
+                    controller.desired().release(h.datapath_id, h.ticket);
                 }
                 !release
             });
-            let next_release = holding.iter().map(|&(_, d)| d).min();
+            let next_release = holding.iter().map(|h| h.deadline).min();
             tokio::select! {
                 event = feed.recv() => match event {
                     Ok(event) => {
@@ -136,21 +181,27 @@ pub async fn run(
                     while let Some(event) = next.take() {
                         match event {
                             Ok(event) => {
-                                let connected = match &event {
-                                    ControllerEvent::SwitchConnected { datapath_id, .. } => Some(*datapath_id),
-                                    _ => None,
-                                };
-                                on_event(&mut translator, event);
-                                if let Some(dpid) = connected {
-                                    holding.push((dpid, Instant::now() + RELEASE_DEADLINE));
-                                    resolve_gateway(&controller, &translator);
+                                match &event {
+                                    ControllerEvent::Holding { datapath_id, ticket } => {
+                                        hold(&mut holding, &syncs, *datapath_id, *ticket);
+                                    }
+                                    // Connected, or just became master: ask
+                                    // the gateway (only a master may).
+                                    ControllerEvent::SwitchConnected { .. }
+                                    | ControllerEvent::RoleChanged { role: SwitchRole::Master, .. } => {
+                                        resolve_gateway(&controller, &translator);
+                                    }
+                                    _ => {}
                                 }
+                                on_event(&mut translator, event);
                             }
                             Err(RecvError::Lagged(missed)) => {
                                 tracing::warn!(missed, "data plane missed switch events; re-reading the switches");
                                 for switch in controller.switches() {
                                     translator.switch_connected(switch.datapath_id, &switch.ports);
-                                    holding.push((switch.datapath_id, Instant::now() + RELEASE_DEADLINE));
+                                    if let Some(ticket) = switch.holding {
+                                        hold(&mut holding, &syncs, switch.datapath_id, ticket);
+                                    }
                                 }
                             }
                             Err(RecvError::Closed) => return,
@@ -171,6 +222,30 @@ pub async fn run(
                     }
                 }
                 _ = arp_timer.tick() => resolve_gateway(&controller, &translator),
+                Some(caught_up) = synced_rx.recv() => {
+                    if !caught_up {
+                        // Try again (the holds' deadlines bound the tries).
+                        syncs.started = syncs.done;
+                        continue;
+                    }
+                    syncs.done = syncs.started;
+                    // The sync published what it caught up with before it
+                    // answered: take it before releasing anyone.
+                    loop {
+                        match feed.try_recv() {
+                            Ok(event) => {
+                                for change in event.changes.iter() {
+                                    translator.apply(change);
+                                }
+                            }
+                            Err(TryRecvError::Lagged(missed)) => {
+                                tracing::warn!(missed, "data plane fell behind the store; reloading the model");
+                                continue 'reload;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
                 _ = sleep_until_some(next_release) => {}
             }
         }
@@ -197,8 +272,42 @@ fn on_event(translator: &mut Translator, event: ControllerEvent) {
                 translator.set_gateway_mac(mac);
             }
         }
-        ControllerEvent::SwitchDisconnected { .. } | ControllerEvent::Reconciled { .. } => {}
+        ControllerEvent::SwitchDisconnected { .. }
+        | ControllerEvent::Reconciled { .. }
+        | ControllerEvent::Holding { .. }
+        | ControllerEvent::RoleChanged { .. } => {}
     }
+}
+
+/// Remembers a session's wait for its release.
+fn hold(holding: &mut Vec<Hold>, syncs: &Syncs, datapath_id: u64, ticket: u64) {
+    holding.push(Hold {
+        datapath_id,
+        ticket,
+        deadline: Instant::now() + RELEASE_DEADLINE,
+        sync: syncs.next(),
+    });
+}
+
+/// Catches the store up with everything committed by any node until now
+/// (a node taking over may not have heard of its predecessor's last
+/// commits yet), then says whether it did. A failure is logged; the holds
+/// it was for are released at their deadline at the latest.
+fn start_sync(store: &Store, done: tokio::sync::mpsc::Sender<bool>) {
+    let store = store.clone();
+    tokio::spawn(async move {
+        let result = store.sync().await;
+        if let Err(err) = &result {
+            tracing::warn!(error = %err, "cannot catch up with the store before reconciling");
+        }
+        let _ = done.send(result.is_ok()).await;
+    });
+}
+
+/// Whether this node may send packets out of the switch: its master (or,
+/// with one node, its only controller).
+fn writes(controller: &Controller, datapath_id: u64) -> bool {
+    controller.switch(datapath_id).is_some_and(|s| s.role.writes())
 }
 
 /// Compiles what changed and acts on it.
@@ -230,7 +339,10 @@ fn step(store: &Store, controller: &Controller, config: &DataplaneConfig, transl
         });
     }
     for (dpid, uplink, ip) in announced {
-        announce(controller, config, dpid, uplink, ip);
+        // The master announces; a slave's packets would be refused.
+        if writes(controller, dpid) {
+            announce(controller, config, dpid, uplink, ip);
+        }
     }
     for binding in bindings {
         record_binding(store, binding);
@@ -362,6 +474,9 @@ fn resolve_gateway(controller: &Controller, translator: &Translator) {
         return;
     };
     for (dpid, uplink) in translator.connected_hypervisors() {
+        if !writes(controller, dpid) {
+            continue;
+        }
         let frame = arp::request(
             arp::hypervisor_mac(dpid),
             std::net::Ipv4Addr::UNSPECIFIED,

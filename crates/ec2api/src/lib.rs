@@ -9,6 +9,8 @@ pub mod auth;
 pub mod compute;
 pub mod counters;
 pub mod filter;
+pub mod https;
+pub mod limits;
 pub mod params;
 pub mod xml;
 
@@ -27,6 +29,7 @@ use store::Store;
 
 use crate::actions::{Ctx, OsEntropy};
 use crate::auth::SignedRequest;
+use crate::limits::{Limiter, Limits};
 use crate::params::Params;
 
 /// The API version used when a request names none.
@@ -49,6 +52,9 @@ pub struct ApiConfig {
     pub clock_skew: Duration,
     /// How long terminated instances stay visible.
     pub terminated_retention: Duration,
+    /// Request rate limits per account and the bound on requests in
+    /// progress (none by default).
+    pub limits: Limits,
 }
 
 impl Default for ApiConfig {
@@ -61,6 +67,7 @@ impl Default for ApiConfig {
             addresses_per_account: 5,
             clock_skew: Duration::from_secs(300),
             terminated_retention: Duration::from_secs(3600),
+            limits: Limits::UNLIMITED,
         }
     }
 }
@@ -77,6 +84,8 @@ pub struct Api {
     console: Option<std::sync::Arc<dyn compute::ComputeDriver>>,
     /// Where DescribeSecurityGroupRules reads per-rule packet counts.
     counters: Option<std::sync::Arc<dyn counters::RuleCounters>>,
+    /// Request rate limits and the bound on requests in progress.
+    limiter: Limiter,
 }
 
 impl Api {
@@ -85,6 +94,7 @@ impl Api {
         use model::Entropy as _;
         Api {
             store,
+            limiter: Limiter::new(&config.limits),
             config,
             request_prefix: OsEntropy.next_u64(),
             request_counter: AtomicU64::new(0),
@@ -143,7 +153,26 @@ impl Api {
 
 /// The HTTP routes: EC2 answers on `/` (and, leniently, any path).
 pub fn router(api: Arc<Api>) -> Router {
-    Router::new().fallback(handle).with_state(api)
+    Router::new()
+        .fallback(handle)
+        .layer(axum::middleware::from_fn_with_state(api.clone(), bounded))
+        .with_state(api)
+}
+
+/// Turns a request away with `Unavailable` before its body is read when
+/// as many requests as allowed are in progress ([`Limits::max_in_flight`]).
+async fn bounded(
+    AxumState(api): AxumState<Arc<Api>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match api.limiter.enter() {
+        Ok(_permit) => next.run(request).await,
+        Err(()) => {
+            let error = Ec2Error::Unavailable("too many requests in progress; retry later".into());
+            error_response(&error, &api.next_request_id(), "")
+        }
+    }
 }
 
 /// Serves the API on `listener` until `shutdown` completes.
@@ -152,6 +181,20 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    axum::serve(listener, router(api))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Serves the API over HTTPS on `listener` with `tls` (a server
+/// configuration from `tls::server_config`) until `shutdown` completes.
+pub async fn serve_tls(
+    api: Arc<Api>,
+    listener: tokio::net::TcpListener,
+    tls: Arc<tls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = https::TlsListener::start(listener, tls)?;
     axum::serve(listener, router(api))
         .with_graceful_shutdown(shutdown)
         .await
@@ -168,20 +211,27 @@ async fn handle(
     let started = std::time::Instant::now();
     let (result, action) = answer(&api, &method, &uri, &headers, &body, &request_id).await;
     let response = match result {
-        Ok(xml) => (StatusCode::OK, xml),
-        Err(error) => {
-            let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-            tracing::debug!(%request_id, action, code = error.code(), "request refused");
-            (status, xml::error_body(&error, &request_id))
-        }
+        Ok(xml) => xml_response(StatusCode::OK, xml, &request_id),
+        Err(error) => error_response(&error, &request_id, &action),
     };
-    tracing::trace!(%request_id, action, status = response.0.as_u16(), micros = started.elapsed().as_micros() as u64, "request");
-    let mut response = response.into_response();
+    tracing::trace!(%request_id, action, status = response.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
+    response
+}
+
+/// EC2's XML answer for `error`, with its HTTP status.
+fn error_response(error: &Ec2Error, request_id: &str, action: &str) -> Response {
+    let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    tracing::debug!(%request_id, action, code = error.code(), "request refused");
+    xml_response(status, xml::error_body(error, request_id), request_id)
+}
+
+fn xml_response(status: StatusCode, body: String, request_id: &str) -> Response {
+    let mut response = (status, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/xml;charset=UTF-8"),
     );
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert("x-amzn-requestid", value);
     }
     response
@@ -234,6 +284,15 @@ async fn answer(
         Ok(key) => key,
         Err(err) => return (Err(err), action),
     };
+    // Charged once authenticated, whatever the request then answers, as
+    // EC2 does: invalid requests cost the server too.
+    if !api.limiter.admit(
+        &key.account_id,
+        actions::is_mutating(&action),
+        std::time::Instant::now(),
+    ) {
+        return (Err(Ec2Error::RequestLimitExceeded), action);
+    }
     let result = async {
         if action.is_empty() {
             return Err(Ec2Error::MissingParameter("Action".into()));

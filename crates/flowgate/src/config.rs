@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -27,6 +28,8 @@ pub struct Config {
     pub metrics: MetricsSection,
     /// The store.
     pub store: StoreSection,
+    /// Several nodes on one PostgreSQL store.
+    pub nodes: NodesSection,
     /// Logging.
     pub log: LogSection,
 }
@@ -49,6 +52,21 @@ pub struct ApiSection {
     pub clock_skew_seconds: u64,
     /// How long terminated instances stay listed.
     pub terminated_retention_seconds: u64,
+    /// HTTPS: the server's certificate chain (PEM); empty for plain HTTP.
+    pub tls_cert: PathBuf,
+    /// HTTPS: the certificate's private key (PEM).
+    pub tls_key: PathBuf,
+    /// Each account's sustained rate of actions that change nothing
+    /// (`Describe*`), per second; 0 for no limit.
+    pub read_requests_per_second: f64,
+    /// Each account's burst of such actions.
+    pub read_request_burst: u32,
+    /// Each account's sustained rate of actions that change something.
+    pub write_requests_per_second: f64,
+    /// Each account's burst of such actions.
+    pub write_request_burst: u32,
+    /// Requests in progress at once; beyond, `Unavailable`. 0 for no bound.
+    pub max_requests_in_progress: usize,
 }
 
 /// `[openflow]`
@@ -67,6 +85,16 @@ pub struct OpenflowSection {
     pub bundles: bool,
     /// Packet-ins accepted per second and switch; beyond, they are dropped.
     pub packet_in_rate: u32,
+    /// Where switches connect over TLS (`ADDR:PORT`, or `ssl:ADDR:PORT`);
+    /// empty for no TLS listener.
+    pub tls_listen: String,
+    /// The controller's certificate chain (PEM), shown to switches.
+    pub tls_cert: PathBuf,
+    /// The certificate's private key (PEM).
+    pub tls_key: PathBuf,
+    /// The CA certificates (PEM) switches' certificates must be signed by
+    /// (with `ovs-pki`: `switchca/cacert.pem`).
+    pub tls_ca: PathBuf,
 }
 
 /// `[network]`
@@ -103,6 +131,23 @@ pub struct StoreSection {
     pub poll_interval_ms: u64,
 }
 
+/// `[nodes]`: several serve nodes on one PostgreSQL store, which elect the
+/// switches' OpenFlow master (see docs/nodes.md). Ignored on SQLite.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodesSection {
+    /// This node's name in the election (empty: host name and API port).
+    pub name: String,
+    /// How often a follower tries to lead, and the leader proves it does.
+    pub election_interval_ms: u64,
+    /// The leader steps down when the database leaves a proof unanswered
+    /// this long.
+    pub lease_ms: u64,
+    /// The database ends a silent node's session (and leadership) after this
+    /// long; must exceed `election_interval_ms + lease_ms`.
+    pub session_timeout_ms: u64,
+}
+
 /// `[log]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -120,6 +165,7 @@ impl Default for Config {
             network: NetworkSection::default(),
             metrics: MetricsSection::default(),
             store: StoreSection::default(),
+            nodes: NodesSection::default(),
             log: LogSection::default(),
         }
     }
@@ -135,6 +181,13 @@ impl Default for ApiSection {
             addresses_per_account: 5,
             clock_skew_seconds: 300,
             terminated_retention_seconds: 3600,
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            read_requests_per_second: 200.0,
+            read_request_burst: 1000,
+            write_requests_per_second: 50.0,
+            write_request_burst: 500,
+            max_requests_in_progress: 1024,
         }
     }
 }
@@ -147,6 +200,10 @@ impl Default for OpenflowSection {
             echo_interval_seconds: 5,
             bundles: true,
             packet_in_rate: 200,
+            tls_listen: String::new(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            tls_ca: PathBuf::new(),
         }
     }
 }
@@ -174,6 +231,18 @@ impl Default for StoreSection {
         StoreSection {
             url: String::new(),
             poll_interval_ms: 250,
+        }
+    }
+}
+
+impl Default for NodesSection {
+    fn default() -> Self {
+        let election = store::election::ElectionOptions::default();
+        NodesSection {
+            name: String::new(),
+            election_interval_ms: election.interval.as_millis() as u64,
+            lease_ms: election.lease.as_millis() as u64,
+            session_timeout_ms: election.server_timeout.as_millis() as u64,
         }
     }
 }
@@ -231,7 +300,86 @@ impl Config {
         config.public_gateway_mac()?;
         config.store_location()?;
         config.metrics_listen()?;
+        config.check_api_limits()?;
+        config.check_tls()?;
         Ok(config)
+    }
+
+    fn check_api_limits(&self) -> Result<(), String> {
+        let api = &self.api;
+        for (name, rate, burst) in [
+            ("read", api.read_requests_per_second, api.read_request_burst),
+            ("write", api.write_requests_per_second, api.write_request_burst),
+        ] {
+            if !rate.is_finite() || rate < 0.0 {
+                return Err(format!(
+                    "api.{name}_requests_per_second must be 0 (no limit) or more"
+                ));
+            }
+            if rate > 0.0 && burst == 0 {
+                return Err(format!("api.{name}_request_burst must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every TLS setting comes with the others it needs; files are read
+    /// only when serve starts ([`Config::api_tls`], [`Config::openflow_tls`]).
+    fn check_tls(&self) -> Result<(), String> {
+        let set = |p: &PathBuf| !p.as_os_str().is_empty();
+        if set(&self.api.tls_cert) != set(&self.api.tls_key) {
+            return Err("api.tls_cert and api.tls_key go together (HTTPS needs both)".into());
+        }
+        let of = &self.openflow;
+        let files = [set(&of.tls_cert), set(&of.tls_key), set(&of.tls_ca)];
+        match (self.openflow_tls_listen()?, files) {
+            (None, [false, false, false]) | (Some(_), [true, true, true]) => Ok(()),
+            (None, _) => Err("openflow.tls_cert, tls_key and tls_ca are set but openflow.tls_listen is empty".into()),
+            (Some(_), _) => Err("openflow.tls_listen needs openflow.tls_cert, tls_key and tls_ca (switches must present a certificate tls_ca signed)".into()),
+        }
+    }
+
+    /// Where switches connect over TLS, if anywhere.
+    pub fn openflow_tls_listen(&self) -> Result<Option<SocketAddr>, String> {
+        let text = self.openflow.tls_listen.as_str();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let with_scheme = if text.parse::<SocketAddr>().is_ok() {
+            format!("ssl:{text}")
+        } else {
+            text.to_string()
+        };
+        match with_scheme.parse::<controller::ListenAddr>() {
+            Ok(controller::ListenAddr::Tls(addr)) => Ok(Some(addr)),
+            _ => Err(format!(
+                "openflow.tls_listen: {text:?} is not ADDR:PORT or ssl:ADDR:PORT"
+            )),
+        }
+    }
+
+    /// The OpenFlow TLS listener's address and server configuration
+    /// (switches must show a certificate `tls_ca` signed), if configured.
+    /// Reads the certificate files.
+    pub fn openflow_tls(&self) -> Result<Option<(SocketAddr, Arc<tls::ServerConfig>)>, String> {
+        let Some(addr) = self.openflow_tls_listen()? else {
+            return Ok(None);
+        };
+        let of = &self.openflow;
+        let config = tls::server_config(&of.tls_cert, &of.tls_key, Some(&of.tls_ca), &[])
+            .map_err(|e| format!("openflow TLS: {e}"))?;
+        Ok(Some((addr, config)))
+    }
+
+    /// The API's HTTPS server configuration, if configured. Reads the
+    /// certificate files.
+    pub fn api_tls(&self) -> Result<Option<Arc<tls::ServerConfig>>, String> {
+        if self.api.tls_cert.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        tls::server_config(&self.api.tls_cert, &self.api.tls_key, None, &[b"http/1.1"])
+            .map(Some)
+            .map_err(|e| format!("api TLS: {e}"))
     }
 
     /// The configured public gateway MAC, if any.
@@ -299,6 +447,17 @@ impl Config {
             addresses_per_account: self.api.addresses_per_account,
             clock_skew: Duration::from_secs(self.api.clock_skew_seconds),
             terminated_retention: Duration::from_secs(self.api.terminated_retention_seconds),
+            limits: ec2api::limits::Limits {
+                mutating: ec2api::limits::RateLimit {
+                    per_second: self.api.write_requests_per_second,
+                    burst: self.api.write_request_burst,
+                },
+                non_mutating: ec2api::limits::RateLimit {
+                    per_second: self.api.read_requests_per_second,
+                    burst: self.api.read_request_burst,
+                },
+                max_in_flight: self.api.max_requests_in_progress,
+            },
         }
     }
 
@@ -313,6 +472,15 @@ impl Config {
         store::Store::open(&location, self.store_options())
             .await
             .map_err(|e| format!("cannot open the store ({}): {e}", location.describe()))
+    }
+
+    /// The leader election's timing (`[nodes]`).
+    pub fn election_options(&self) -> store::election::ElectionOptions {
+        store::election::ElectionOptions {
+            interval: Duration::from_millis(self.nodes.election_interval_ms.max(10)),
+            lease: Duration::from_millis(self.nodes.lease_ms),
+            server_timeout: Duration::from_millis(self.nodes.session_timeout_ms),
+        }
     }
 
     /// The store's settings.
@@ -348,5 +516,53 @@ mod tests {
             Ok(store::StoreLocation::Sqlite(_))
         ));
         assert!(Config::parse("[store]\nurl = \"mysql://db\"\n").is_err());
+    }
+
+    #[test]
+    fn tls_settings_come_together() {
+        let none = Config::parse("").unwrap();
+        assert!(matches!(none.openflow_tls(), Ok(None)));
+        assert!(matches!(none.api_tls(), Ok(None)));
+        assert!(Config::parse("[api]\ntls_cert = \"/c.pem\"\n").is_err());
+        let files = "tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\ntls_ca = \"/ca.pem\"\n";
+        assert!(
+            Config::parse(&format!("[openflow]\n{files}")).is_err(),
+            "files without tls_listen"
+        );
+        assert!(
+            Config::parse("[openflow]\ntls_listen = \"0.0.0.0:6653\"\n").is_err(),
+            "tls_listen without files"
+        );
+        for listen in ["0.0.0.0:6653", "ssl:0.0.0.0:6653", "tls:0.0.0.0:6653"] {
+            let config = Config::parse(&format!("[openflow]\ntls_listen = \"{listen}\"\n{files}")).unwrap();
+            assert_eq!(
+                config.openflow_tls_listen().unwrap(),
+                Some(SocketAddr::from(([0, 0, 0, 0], 6653)))
+            );
+            // The files are read only now, at startup: missing ones are named.
+            let err = config.openflow_tls().err().unwrap_or_default();
+            assert!(err.contains("/c.pem"), "{err}");
+        }
+        for bad in ["unix:/x.sock", "tcp:0.0.0.0:6653", "nowhere"] {
+            assert!(
+                Config::parse(&format!("[openflow]\ntls_listen = \"{bad}\"\n{files}")).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn api_limits_default_to_sane_values_and_zero_turns_them_off() {
+        let limits = Config::parse("").unwrap().api_config().limits;
+        assert_eq!(limits.non_mutating.per_second, 200.0);
+        assert_eq!(limits.mutating.burst, 500);
+        assert_eq!(limits.max_in_flight, 1024);
+        let off =
+            Config::parse("[api]\nread_requests_per_second = 0\nwrite_requests_per_second = 0\n").unwrap();
+        assert_eq!(off.api_config().limits.mutating.per_second, 0.0);
+        let fraction = Config::parse("[api]\nwrite_requests_per_second = 0.5\n").unwrap();
+        assert_eq!(fraction.api_config().limits.mutating.per_second, 0.5);
+        assert!(Config::parse("[api]\nread_requests_per_second = -1\n").is_err());
+        assert!(Config::parse("[api]\nread_request_burst = 0\n").is_err());
     }
 }

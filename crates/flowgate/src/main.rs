@@ -11,6 +11,7 @@ mod config;
 mod counters;
 mod demo;
 mod flows;
+mod nodes;
 mod ofp;
 mod ovs;
 mod serve;

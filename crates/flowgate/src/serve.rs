@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use controller::{Controller, ListenAddr, Listener};
+use controller::{Controller, ListenAddr, Listener, RoleClaim};
 use ec2api::Api;
 use ec2api::compute::ComputeDriver;
 use store::Store;
@@ -106,6 +106,8 @@ pub(crate) enum OpenflowTcp {
 pub(crate) struct Serving {
     api: Arc<Api>,
     listener: tokio::net::TcpListener,
+    /// HTTPS, when `api.tls_cert` is set.
+    api_tls: Option<Arc<tls::ServerConfig>>,
     controller: Controller,
 }
 
@@ -120,6 +122,9 @@ impl Serving {
         openflow_tcp: OpenflowTcp,
     ) -> Result<Serving, String> {
         let mut api_config = config.api_config();
+        // Certificates are read before anything starts: a bad file stops
+        // serve here, with its name.
+        let api_tls = config.api_tls()?;
         // The address actually bound: port 0 in the configuration means any.
         let bound = listener
             .local_addr()
@@ -132,13 +137,26 @@ impl Serving {
         // or external); instances placed nowhere stay records.
         let driver: Arc<dyn ComputeDriver> =
             compute::Drivers::new(store.clone(), config.data_dir.join("instances"));
-        tokio::spawn(ec2api::compute::reconcile(
-            store.clone(),
-            driver.clone(),
-            api_config.terminated_retention,
-            ec2api::compute::OBSERVE_INTERVAL,
-        ));
-        let controller = start_controller(config, openflow_tcp).await?;
+        // On PostgreSQL, nodes elect the switches' master; the role is known
+        // (or bounded in waiting) before the first switch connects.
+        let leadership = crate::nodes::join(config, bound.port()).await?;
+        let controller =
+            start_controller(config, openflow_tcp, crate::nodes::claim(leadership.as_ref())).await?;
+        // The compute reconciler runs on the leader only: two nodes
+        // launching one instance would race.
+        let compute = {
+            let (store, driver) = (store.clone(), driver.clone());
+            let retention = api_config.terminated_retention;
+            move || {
+                tokio::spawn(ec2api::compute::reconcile(
+                    store.clone(),
+                    driver.clone(),
+                    retention,
+                    ec2api::compute::OBSERVE_INTERVAL,
+                ))
+            }
+        };
+        crate::nodes::follow(leadership, controller.clone(), compute);
         // Ports of external hypervisors may name their instance only in
         // external_ids:iface-id, which only the hypervisor's database tells.
         let (iface_ids_tx, iface_ids_rx) = tokio::sync::watch::channel(dataplane::IfaceIds::new());
@@ -167,6 +185,7 @@ impl Serving {
         );
         tracing::info!(
             api = %api_config.listen,
+            https = api_tls.is_some(),
             openflow = %config.openflow.listen,
             region = %api_config.region,
             "flowgate serving"
@@ -174,6 +193,7 @@ impl Serving {
         Ok(Serving {
             api,
             listener,
+            api_tls,
             controller,
         })
     }
@@ -189,25 +209,34 @@ impl Serving {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), String> {
-        ec2api::serve(self.api, self.listener, shutdown)
-            .await
-            .map_err(|e| format!("API server failed: {e}"))
+        match self.api_tls {
+            Some(tls) => ec2api::serve_tls(self.api, self.listener, tls, shutdown).await,
+            None => ec2api::serve(self.api, self.listener, shutdown).await,
+        }
+        .map_err(|e| format!("API server failed: {e}"))
     }
 }
 
-/// Starts the OpenFlow controller on the configured Unix sockets and, unless
-/// told otherwise, TCP address.
-async fn start_controller(config: &Config, tcp: OpenflowTcp) -> Result<Controller, String> {
-    let controller = Controller::new(config.controller_config());
+/// Starts the OpenFlow controller on the configured Unix sockets, TLS
+/// address and, unless told otherwise, TCP address.
+async fn start_controller(config: &Config, tcp: OpenflowTcp, role: RoleClaim) -> Result<Controller, String> {
+    let controller = Controller::new(controller::ControllerConfig {
+        role,
+        ..config.controller_config()
+    });
     let mut addresses = Vec::new();
     if tcp == OpenflowTcp::Listen {
         addresses.push(ListenAddr::Tcp(config.openflow.listen));
     }
     addresses.extend(config.openflow.unix_sockets.iter().cloned().map(ListenAddr::Unix));
+    let tls = config.openflow_tls()?;
+    addresses.extend(tls.as_ref().map(|(addr, _)| ListenAddr::Tls(*addr)));
     for addr in addresses {
-        let listener = Listener::bind(&addr)
-            .await
-            .map_err(|e| format!("cannot listen for switches on {addr}: {e}"))?;
+        let bound = match (&addr, &tls) {
+            (ListenAddr::Tls(a), Some((_, tls))) => Listener::bind_tls(*a, tls.clone()).await,
+            _ => Listener::bind(&addr).await,
+        };
+        let listener = bound.map_err(|e| format!("cannot listen for switches on {addr}: {e}"))?;
         tracing::info!(%addr, "OpenFlow controller listening");
         let c = controller.clone();
         tokio::spawn(async move {

@@ -24,44 +24,6 @@ fn the_seed_scenario_end_to_end_with_real_packets() {
     );
 }
 
-/// A flow as `ovs-ofctl dump-flows` prints it, without what changes while
-/// it sits there (age, counters).
-fn flow_identity(line: &str) -> String {
-    line.split(", ")
-        .filter(|kv| {
-            !["duration=", "n_packets=", "n_bytes=", "idle_age=", "hard_age="]
-                .iter()
-                .any(|p| kv.starts_with(p))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn flow_age(line: &str) -> f64 {
-    line.split(", ")
-        .find_map(|kv| kv.strip_prefix("duration="))
-        .and_then(|d| d.trim_end_matches('s').parse().ok())
-        .unwrap_or_else(|| panic!("no duration in {line}"))
-}
-
-impl Cloud {
-    /// Every flow of every hypervisor bridge: identity -> age in seconds.
-    fn flows(&self) -> std::collections::BTreeMap<String, f64> {
-        let mut flows = std::collections::BTreeMap::new();
-        for hv in &self.topology.hypervisors {
-            let text = self
-                .topology
-                .lab
-                .ofctl(&["-O", "OpenFlow13", "dump-flows", &hv.name])
-                .unwrap();
-            for line in text.lines().map(str::trim).filter(|l| l.starts_with("cookie=")) {
-                flows.insert(format!("{} {}", hv.name, flow_identity(line)), flow_age(line));
-            }
-        }
-        flows
-    }
-}
-
 #[test]
 fn a_restarted_flowgate_keeps_instances_bound_and_flows_untouched() {
     let mut cloud = Cloud::start();

@@ -93,6 +93,8 @@ pub enum Ec2Error {
     InternalError,
     #[error("The service is unavailable: {0}")]
     Unavailable(String),
+    #[error("Request limit exceeded.")]
+    RequestLimitExceeded,
 }
 
 impl Ec2Error {
@@ -140,6 +142,7 @@ impl Ec2Error {
             IncompleteSignature(_) => "IncompleteSignature",
             InternalError => "InternalError",
             Unavailable(_) => "Unavailable",
+            RequestLimitExceeded => "RequestLimitExceeded",
         }
     }
 
@@ -151,7 +154,7 @@ impl Ec2Error {
             AuthFailure | MissingAuthenticationToken => 401,
             UnauthorizedOperation | SignatureDoesNotMatch => 403,
             InternalError => 500,
-            Unavailable(_) => 503,
+            Unavailable(_) | RequestLimitExceeded => 503,
             _ => 400,
         }
     }

@@ -379,7 +379,7 @@ impl Listener {
     }
 }
 
-async fn connect_postgres(options: &PgConnectOptions) -> Result<PgConnection, StoreError> {
+pub(crate) async fn connect_postgres(options: &PgConnectOptions) -> Result<PgConnection, StoreError> {
     let mut conn = PgConnection::connect_with(options).await?;
     // A success must mean durable. `on` (the default) and the replication
     // levels above it are kept; only `off` (or `local` where a standby is

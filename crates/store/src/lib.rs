@@ -24,9 +24,12 @@
 //! * **The change feed** ([`Store::subscribe`]) carries every committed
 //!   change, before and after, with a revision that only grows; a
 //!   subscriber starts from a snapshot taken at a known revision.
+//! * **Nodes on PostgreSQL elect a leader** ([`election`]), the switches'
+//!   OpenFlow master, with an epoch that grows at every election.
 
 pub mod backup;
 mod db;
+pub mod election;
 mod location;
 pub mod schema;
 
@@ -97,6 +100,9 @@ pub enum StoreError {
     /// The writer task has stopped (the store is shutting down).
     #[error("the store is shut down")]
     Closed,
+    /// The leader election cannot run as configured.
+    #[error("leader election: {0}")]
+    Election(String),
 }
 
 /// Why a mutation did not take effect.

@@ -6,13 +6,14 @@
 //! owner, a second unique key (a public IP, an account's group name, ...)
 //! and a JSON body. Every transaction bumps `meta.revision` and records the
 //! objects it touched in `changelog`, which is how other processes (the
-//! admin CLI, later other nodes) learn what changed.
+//! admin CLI, other nodes) learn what changed.
 
 /// The migrations, in order; each runs once, in its own transaction.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "objects, revision counter and change log",
-    "CREATE TABLE meta (
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "objects, revision counter and change log",
+        "CREATE TABLE meta (
         id INTEGER PRIMARY KEY,
         revision BIGINT NOT NULL
     );
@@ -35,4 +36,19 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
         id TEXT NOT NULL,
         PRIMARY KEY (revision, seq)
     );",
-)];
+    ),
+    (
+        2,
+        "the leader election's epoch",
+        // Nodes on PostgreSQL elect the switches' OpenFlow master
+        // (crate::election); each election bumps the epoch, which the new
+        // master claims its role with. Unused on SQLite (one node).
+        "CREATE TABLE leader (
+        id INTEGER PRIMARY KEY,
+        epoch BIGINT NOT NULL,
+        node TEXT NOT NULL,
+        elected_ms BIGINT NOT NULL
+    );
+    INSERT INTO leader (id, epoch, node, elected_ms) VALUES (1, 0, '', 0);",
+    ),
+];

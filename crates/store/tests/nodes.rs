@@ -1,7 +1,8 @@
 //! What only the PostgreSQL store does: several nodes on one database.
 //! A commit reaches the other nodes through LISTEN/NOTIFY (measured here,
 //! with polling switched off); nodes that start together migrate a new
-//! database once; a store survives its server crashing and restarting.
+//! database once; a store survives its server crashing and restarting;
+//! nodes elect one leader, and another when it goes.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{Db, options, runtime};
 use model::{AdminError, Domain, SeededEntropy, State};
+use store::election::{self, ElectionOptions, Leadership};
 use store::{MutateError, Store, StoreOptions};
 
 fn no_polling() -> StoreOptions {
@@ -118,7 +120,7 @@ fn nodes_starting_together_migrate_a_new_database_once() {
         .server()
         .psql("postgres", "SELECT COUNT(*) FROM schema_migrations")
         .unwrap();
-    assert_eq!(migrations.trim(), "1");
+    assert_eq!(migrations.trim(), store::schema::MIGRATIONS.len().to_string());
 }
 
 #[test]
@@ -178,4 +180,104 @@ fn a_store_reconnects_after_its_server_crashes_and_keeps_what_was_acknowledged()
 
 fn a_objects(store: &Store) -> Vec<model::Object> {
     store.read().objects()
+}
+
+/// Waits until the elections' views satisfy `done`; returns them.
+async fn views_until(
+    nodes: &[tokio::sync::watch::Receiver<Leadership>],
+    what: &str,
+    done: impl Fn(&[Leadership]) -> bool,
+) -> Vec<Leadership> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let views: Vec<Leadership> = nodes.iter().map(|n| *n.borrow()).collect();
+        if done(&views) {
+            return views;
+        }
+        assert!(Instant::now() < deadline, "{what} within 20 s: {views:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn leaders(views: &[Leadership]) -> Vec<(usize, u64)> {
+    views
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| match v {
+            Leadership::Leader { epoch } => Some((i, *epoch)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn one_node_of_three_leads_and_another_takes_over_with_a_larger_epoch_when_it_goes() {
+    let mut db = Db::postgres();
+    let url = db.server().url();
+    let timing = ElectionOptions {
+        interval: Duration::from_millis(50),
+        lease: Duration::from_millis(1000),
+        server_timeout: Duration::from_millis(2000),
+    };
+    let rt = runtime();
+    rt.block_on(async {
+        // The leader table comes with the store's migrations.
+        drop(db.open(options()).await);
+        let mut nodes: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|name| election::start(&url, name, timing).unwrap())
+            .collect();
+        let one_leader =
+            |v: &[Leadership]| leaders(v).len() == 1 && v.iter().all(|v| *v != Leadership::Unknown);
+        let views = views_until(&nodes, "one leader", one_leader).await;
+        let [(first, epoch)] = leaders(&views)[..] else {
+            unreachable!()
+        };
+        // Followers know the epoch they must claim SLAVE with.
+        let views = views_until(&nodes, "followers learn the epoch", |v| {
+            v.iter().all(|v| v.epoch() == epoch)
+        })
+        .await;
+        assert_eq!(leaders(&views), vec![(first, epoch)]);
+        let (stored, node, _) = election::current(&url).await.unwrap();
+        assert_eq!((stored, node.as_str()), (epoch, ["a", "b", "c"][first]));
+
+        // The leader goes (its connection closes, as with kill -9).
+        let gone = Instant::now();
+        nodes.remove(first);
+        let views = views_until(&nodes, "a new leader", |v| leaders(v).len() == 1).await;
+        let [(_, next)] = leaders(&views)[..] else {
+            unreachable!()
+        };
+        println!(
+            "a new leader {:?} after the old one's connection closed",
+            gone.elapsed()
+        );
+        assert!(next > epoch, "epoch {next} after {epoch}");
+        let views = views_until(&nodes, "one leader", one_leader).await;
+        assert_eq!(leaders(&views).len(), 1);
+    });
+    // The database crashes: the leader steps down at once (its connection
+    // broke), and once the server is back one node leads again, in a new
+    // epoch.
+    let nodes = rt.block_on(async {
+        let nodes: Vec<_> = ["d", "e"]
+            .iter()
+            .map(|name| election::start(&url, name, timing).unwrap())
+            .collect();
+        let views = views_until(&nodes, "one leader", |v| leaders(v).len() == 1).await;
+        (nodes, leaders(&views)[0].1)
+    });
+    let (nodes, epoch) = nodes;
+    match &mut db {
+        Db::Postgres(server) => server.restart().unwrap(),
+        Db::Sqlite(_) => unreachable!(),
+    }
+    rt.block_on(async {
+        let views = views_until(&nodes, "a leader in a new epoch", |v| {
+            leaders(v).len() == 1 && leaders(v)[0].1 > epoch
+        })
+        .await;
+        assert_eq!(leaders(&views).len(), 1);
+    });
 }

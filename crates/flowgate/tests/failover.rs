@@ -1,0 +1,132 @@
+//! Three `flowgate serve` nodes on one PostgreSQL store manage the cloud
+//! test bed; every hypervisor bridge connects to all three. The nodes elect
+//! one master of the switches; the others are slaves.
+//!
+//! * The seed scenario runs through node A while node B is master; then B
+//!   is killed with SIGKILL in the middle of a stream of API writes
+//!   (through A and through B) and of a TCP connection through an Elastic
+//!   IP (tests/clients/cloud_failover_boto3.py): no acknowledged write is
+//!   lost, the connection never breaks, and rules written during the
+//!   failover are enforced once another node took over (the takeover time
+//!   is printed, and written down in docs/nodes.md).
+//! * Then the new master is killed with nothing changing: the last node
+//!   takes over without a single flow-mod, every flow untouched.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cloud::CloudNodes;
+
+/// Waits until `node`'s log has `count` lines containing `text`.
+fn wait_log(nodes: &CloudNodes, node: usize, text: &str, count: usize) {
+    testbed::wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
+        nodes.nodes[node].log().matches(text).count() >= count
+    })
+    .unwrap_or_else(|_| {
+        panic!(
+            "node {node} did not log {text:?} {count} times:\n{}",
+            nodes.nodes[node].log()
+        )
+    });
+}
+
+#[test]
+fn a_node_killed_while_master_is_replaced_without_losing_writes_or_connections() {
+    const A: usize = 0;
+    const B: usize = 1;
+    const C: usize = 2;
+    let mut cloud = CloudNodes::prepare(&["a", "b", "c"]);
+    // B starts first, so that it is elected; A and C follow it.
+    cloud.nodes[B].launch();
+    wait_log(&cloud, B, "elected leader", 1);
+    cloud.nodes[A].launch();
+    cloud.nodes[C].launch();
+    cloud.connect_all();
+    let hypervisors = cloud.topology.hypervisors.len();
+    wait_log(&cloud, B, "switch in sync", hypervisors);
+    for follower in [A, C] {
+        wait_log(&cloud, follower, "taking part in the election", 1);
+        assert!(
+            !cloud.nodes[follower].log().contains("elected leader"),
+            "only B leads:\n{}",
+            cloud.nodes[follower].log()
+        );
+    }
+
+    let pid = cloud.nodes[B].child.as_ref().unwrap().id();
+    let mut env = cloud.env(A);
+    env.push(("FLOWGATE_PORT_B", cloud.nodes[B].port.to_string()));
+    env.push(("FLOWGATE_PORT_C", cloud.nodes[C].port.to_string()));
+    env.push(("FLOWGATE_KILL_PID", pid.to_string()));
+    let logs: Vec<String> = [A, C]
+        .iter()
+        .map(|&n| cloud.nodes[n].dir.0.join("serve.log").display().to_string())
+        .collect();
+    env.push(("FLOWGATE_NODE_LOGS", logs.join(" ")));
+    cloud.nodes[A].client_env_ok(
+        "cloud_failover_boto3.py",
+        &[("A", &cloud.keys)],
+        &cloud.image,
+        &env,
+        Duration::from_secs(300),
+    );
+    cloud.nodes[B].kill();
+
+    // Exactly one of A and C took over.
+    let took_over: Vec<usize> = [A, C]
+        .into_iter()
+        .filter(|&n| {
+            cloud.nodes[n]
+                .log()
+                .contains("took over as master: every switch in sync")
+        })
+        .collect();
+    let [master] = took_over[..] else {
+        panic!(
+            "one new master, not {took_over:?}:\nA:\n{}\nC:\n{}",
+            cloud.nodes[A].log(),
+            cloud.nodes[C].log()
+        )
+    };
+    let last = if master == A { C } else { A };
+
+    // Nothing changes; the new master dies too. The last node takes over
+    // without touching a flow.
+    let before = cloud.flows();
+    let taken = Instant::now();
+    let log_before = cloud.nodes[last].log().len();
+    cloud.nodes[master].kill();
+    testbed::wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
+        cloud.nodes[last].log()[log_before..].contains("took over as master: every switch in sync")
+    })
+    .unwrap_or_else(|_| panic!("the last node did not take over:\n{}", cloud.nodes[last].log()));
+    let log = cloud.nodes[last].log()[log_before..].to_string();
+    println!(
+        "second takeover: {}",
+        log.lines()
+            .find(|l| l.contains("took over as master"))
+            .unwrap_or_default()
+    );
+    assert!(
+        !log.contains("flows reconciled"),
+        "a takeover with nothing changed sends no flow-mod:\n{log}"
+    );
+    let after = cloud.flows();
+    let elapsed = taken.elapsed().as_secs_f64();
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "the flows changed across the takeover:\n{log}"
+    );
+    for (flow, age) in &after {
+        assert!(
+            *age >= before[flow] + elapsed - 1.0,
+            "re-installed across the takeover ({age}s old, was {}s {elapsed}s ago): {flow}\n{log}",
+            before[flow]
+        );
+    }
+}
