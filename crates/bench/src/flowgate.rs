@@ -160,8 +160,12 @@ impl Cloud {
         let work = work_dir()?;
         let data = work.join("data");
         let config = work.join("flowgate.toml");
+        // A load generator: no request rate limits and no bound on requests
+        // in progress (the defaults protect a cloud from its tenants).
         let toml = format!(
             "[api]\naddresses_per_account = 1000000\n\
+             write_requests_per_second = 0\nread_requests_per_second = 0\n\
+             max_requests_in_progress = 0\n\
              [openflow]\nlisten = \"127.0.0.1:{}\"\nunix_sockets = [\"{}\"]\n\
              [network]\npublic_gateway_mac = \"02:00:00:00:00:01\"\n\
              [metrics]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n",

@@ -44,7 +44,10 @@ fn wait_for(what: &str, n: usize, count: impl Fn() -> usize) {
 
 #[test]
 fn a_backup_taken_while_serve_writes_restores_everything_acknowledged_before_it() {
-    let config = "[api]\naddresses_per_account = 100000\n";
+    // Bob writes as fast as two clients can, on purpose: no request rate
+    // limits (they would answer RequestLimitExceeded past the burst).
+    let config = "[api]\naddresses_per_account = 100000\n\
+                  write_requests_per_second = 0\nread_requests_per_second = 0\n";
     let mut server = Server::start(config);
     server.admin(&[
         "pool",

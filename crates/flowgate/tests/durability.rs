@@ -13,7 +13,12 @@ use common::{Server, between, signed_post as call};
 
 #[test]
 fn every_acknowledged_write_survives_sigkill_mid_stream() {
-    let mut server = Server::start("[api]\naddresses_per_account = 100000\n");
+    // Writes as fast as four clients can, on purpose: no request rate
+    // limits (they would answer RequestLimitExceeded past the burst).
+    let mut server = Server::start(
+        "[api]\naddresses_per_account = 100000\n\
+         write_requests_per_second = 0\nread_requests_per_second = 0\n",
+    );
     server.admin(&[
         "pool",
         "add",
