@@ -301,7 +301,8 @@ fn start_flowgate(flowgate: &Path, work: &Path) -> Result<(Process, Target), Str
     let config = work.join("flowgate.toml");
     std::fs::write(
         &config,
-        "[api]\naddresses_per_account = 1000\n[log]\nlevel = \"warn\"\n",
+        "[api]\naddresses_per_account = 1000\n\
+         write_requests_per_second = 0\nread_requests_per_second = 0\nmax_requests_in_progress = 0\n[log]\nlevel = \"warn\"\n",
     )
     .map_err(|e| e.to_string())?;
     let port = free_port()?;

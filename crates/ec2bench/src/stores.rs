@@ -1,6 +1,6 @@
 //! flowgate on its stores side by side, in one run: SQLite, PostgreSQL with
-//! one `flowgate serve` node, and PostgreSQL with two nodes (clients spread
-//! over both), on the same workloads as the moto comparison; then how long
+//! one `flowgate serve` node, and PostgreSQL with two and three nodes
+//! (clients spread over them), on the same workloads as the moto comparison; then how long
 //! a write through one node takes to show through the other. PostgreSQL is
 //! a private server (crates/pgtest) with its default, durable settings.
 
@@ -72,7 +72,8 @@ fn start_nodes(
     // No metrics endpoint: several nodes run on one machine.
     std::fs::write(
         &config,
-        "[api]\naddresses_per_account = 1000\n[metrics]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n",
+        "[api]\naddresses_per_account = 1000\n\
+         write_requests_per_second = 0\nread_requests_per_second = 0\nmax_requests_in_progress = 0\n[metrics]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n",
     )
     .map_err(|e| e.to_string())?;
     let (key, secret) = (
@@ -208,7 +209,7 @@ fn bench_stores(options: &Options, work: &Path) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     let local = tokio::task::LocalSet::new();
     let postgres = pgtest::Postgres::start().map_err(|e| e.to_string())?;
-    for database in ["one_node", "two_nodes"] {
+    for database in ["one_node", "two_nodes", "three_nodes"] {
         postgres
             .psql(pgtest::DATABASE, &format!("CREATE DATABASE {database}"))
             .map_err(|e| e.to_string())?;
@@ -219,7 +220,9 @@ fn bench_stores(options: &Options, work: &Path) -> Result<String, String> {
     let (_one, one) = start_nodes(flowgate, work, "PostgreSQL 1 node", Some(&url), 1)?;
     let url = postgres.url_for("two_nodes");
     let (_two, two) = start_nodes(flowgate, work, "PostgreSQL 2 nodes", Some(&url), 2)?;
-    let clouds = [&sqlite, &one, &two];
+    let url = postgres.url_for("three_nodes");
+    let (_three, three) = start_nodes(flowgate, work, "PostgreSQL 3 nodes", Some(&url), 3)?;
+    let clouds = [&sqlite, &one, &two, &three];
     local.block_on(&runtime, async {
         for nodes in clouds {
             populate(&nodes[0]).await?;

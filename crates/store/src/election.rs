@@ -236,7 +236,11 @@ impl Election {
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or(0);
         let row = sqlx::query(
-            "UPDATE leader SET epoch = epoch + 1, node = $1, elected_ms = $2 WHERE id = 1 RETURNING epoch",
+            // At least the wall clock in ms: switches remember the largest
+            // generation id they saw until they restart, so an epoch that
+            // went back (a new database, a restore from an older backup)
+            // would be refused as stale; the clock keeps it ahead of those.
+            "UPDATE leader SET epoch = GREATEST(epoch + 1, $2), node = $1, elected_ms = $2 WHERE id = 1 RETURNING epoch",
         )
         .bind(&self.node)
         .bind(now_ms)
