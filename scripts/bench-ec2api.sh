@@ -5,7 +5,7 @@
 # Prints a Markdown table (see docs/benchmarks.md, section "EC2 API").
 # Usage: ./scripts/bench-ec2api.sh [--seconds N] [--clients 1,16] [--no-moto]
 # With --postgres it compares flowgate's stores instead: SQLite, PostgreSQL
-# with one node and with two (docs/benchmarks.md, section "PostgreSQL store").
+# with one, two and three nodes (docs/benchmarks.md, section "PostgreSQL store").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh >/dev/null

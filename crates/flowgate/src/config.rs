@@ -302,6 +302,7 @@ impl Config {
         config.metrics_listen()?;
         config.check_api_limits()?;
         config.check_tls()?;
+        config.check_nodes()?;
         Ok(config)
     }
 
@@ -319,6 +320,23 @@ impl Config {
             if rate > 0.0 && burst == 0 {
                 return Err(format!("api.{name}_request_burst must be at least 1"));
             }
+        }
+        Ok(())
+    }
+
+    /// A leader cut off from the database must step down before the
+    /// database lets another node in (docs/nodes.md).
+    fn check_nodes(&self) -> Result<(), String> {
+        let n = &self.nodes;
+        if n.election_interval_ms == 0 || n.lease_ms == 0 {
+            return Err("nodes.election_interval_ms and nodes.lease_ms must be at least 1".into());
+        }
+        if n.election_interval_ms.saturating_add(n.lease_ms) >= n.session_timeout_ms {
+            return Err(format!(
+                "nodes.session_timeout_ms ({}) must exceed nodes.election_interval_ms + nodes.lease_ms ({})",
+                n.session_timeout_ms,
+                n.election_interval_ms.saturating_add(n.lease_ms)
+            ));
         }
         Ok(())
     }
@@ -477,7 +495,7 @@ impl Config {
     /// The leader election's timing (`[nodes]`).
     pub fn election_options(&self) -> store::election::ElectionOptions {
         store::election::ElectionOptions {
-            interval: Duration::from_millis(self.nodes.election_interval_ms.max(10)),
+            interval: Duration::from_millis(self.nodes.election_interval_ms),
             lease: Duration::from_millis(self.nodes.lease_ms),
             server_timeout: Duration::from_millis(self.nodes.session_timeout_ms),
         }
@@ -516,6 +534,18 @@ mod tests {
             Ok(store::StoreLocation::Sqlite(_))
         ));
         assert!(Config::parse("[store]\nurl = \"mysql://db\"\n").is_err());
+    }
+
+    #[test]
+    fn election_timings_that_could_elect_two_leaders_are_refused() {
+        let defaults = Config::parse("").unwrap().election_options();
+        assert!(defaults.interval + defaults.lease < defaults.server_timeout);
+        assert!(Config::parse("[nodes]\nlease_ms = 5000\n").is_err());
+        assert!(Config::parse("[nodes]\nelection_interval_ms = 0\n").is_err());
+        let fast =
+            Config::parse("[nodes]\nelection_interval_ms = 50\nlease_ms = 500\nsession_timeout_ms = 1000\n")
+                .unwrap();
+        assert_eq!(fast.election_options().lease, Duration::from_millis(500));
     }
 
     #[test]
