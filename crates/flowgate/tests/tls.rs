@@ -1,9 +1,10 @@
 //! OpenFlow over TLS with a real Open vSwitch: certificates from `ovs-pki`,
 //! `ovs-vsctl set-ssl` and an `ssl:` controller target on one side, the
 //! real `flowgate serve` with `openflow.tls_listen` on the other. A switch
-//! whose certificate another CA signed is refused (no session, no flows,
-//! `flowgate_tls_refused_total` rises); the same switch with a certificate
-//! from the CA flowgate trusts connects and gets its flows.
+//! connecting without TLS, and one whose certificate another CA signed,
+//! are refused (no session, no flows, `flowgate_tls_refused_total` rises);
+//! the same switch with a certificate from the CA flowgate trusts connects
+//! and gets its flows.
 //!
 //! Open vSwitch connects to `ssl:IP:PORT` only, so flowgate runs inside the
 //! lab's namespace (its loopback is private: fixed ports never collide),
@@ -168,7 +169,7 @@ fn connected(lab: &Lab, bridge: &str) -> bool {
 }
 
 #[test]
-fn a_switch_with_a_certificate_of_the_trusted_ca_connects_and_one_of_another_ca_is_refused() {
+fn a_switch_with_a_certificate_of_the_trusted_ca_connects_and_one_without_tls_or_of_another_ca_is_refused() {
     let lab = Lab::start().expect("a lab");
     let bridge = "hv1";
     lab.add_bridge("phys").unwrap();
@@ -244,6 +245,16 @@ fn a_switch_with_a_certificate_of_the_trusted_ca_connects_and_one_of_another_ca_
         serve.log()
     );
 
+    // A switch without TLS, so without a certificate: refused.
+    let refused = |serve: &LabServer| serve.metric(&lab, "flowgate_tls_refused_total");
+    lab.set_controller(bridge, &format!("tcp:{TLS_LISTEN}")).unwrap();
+    wait(&mut serve, "the switch without TLS is refused", |serve| {
+        refused(serve) >= 1
+    });
+    assert!(flows(&lab, bridge).is_empty(), "a switch without TLS got flows");
+    lab.del_controller(bridge).unwrap();
+    let without_tls = refused(&serve);
+
     // A switch whose certificate another CA signed. It trusts flowgate's
     // controller CA, so the refusal can only come from flowgate.
     let ssl = |key: &Path, cert: &Path| {
@@ -257,15 +268,12 @@ fn a_switch_with_a_certificate_of_the_trusted_ca_connects_and_one_of_another_ca_
     };
     ssl(&rogue_key, &rogue_cert);
     lab.set_controller(bridge, &format!("ssl:{TLS_LISTEN}")).unwrap();
-    wait(&mut serve, "the switch of another CA is refused", |serve| {
-        serve.metric(&lab, "flowgate_tls_refused_total") >= 1
-    });
     // rustls names the reason: UnknownIssuer, or BadSignature when the two
     // CAs' names coincide (ovs-pki names a CA after the second it was made).
-    let log = serve.log();
-    assert!(
-        log.contains("refusing switch") && log.contains("invalid peer certificate"),
-        "the refusal names the certificate:\n{log}"
+    wait(
+        &mut serve,
+        "the switch of another CA is refused for its certificate",
+        |serve| refused(serve) > without_tls && serve.log().contains("invalid peer certificate"),
     );
     let metrics = serve.metrics(&lab).unwrap();
     assert_eq!(sample(&metrics, "flowgate_switches_connected"), 0, "{metrics}");
