@@ -159,20 +159,43 @@ pub fn router(api: Arc<Api>) -> Router {
         .with_state(api)
 }
 
+/// The largest request body read: axum's default limit for a `Bytes` body.
+const MAX_BODY: usize = 2 * 1024 * 1024;
+
 /// Turns a request away with `Unavailable` before its body is read when
-/// as many requests as allowed are in progress ([`Limits::max_in_flight`]).
+/// as many requests as allowed are in progress ([`Limits::max_in_flight`]),
+/// and one whose body does not arrive within [`Limits::body_timeout`]:
+/// clients that send headers and then nothing would otherwise hold every
+/// place, unauthenticated, and lock everyone out.
 async fn bounded(
     AxumState(api): AxumState<Arc<Api>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    match api.limiter.enter() {
-        Ok(_permit) => next.run(request).await,
-        Err(()) => {
-            let error = Ec2Error::Unavailable("too many requests in progress; retry later".into());
-            error_response(&error, &api.next_request_id(), "")
+    let Ok(_permit) = api.limiter.enter() else {
+        let error = Ec2Error::Unavailable("too many requests in progress; retry later".into());
+        return error_response(&error, &api.next_request_id(), "");
+    };
+    let (parts, body) = request.into_parts();
+    let timeout = api.config.limits.body_timeout;
+    let body = match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(body)) => body,
+        // Too long, or the connection broke (then no one reads the answer).
+        Ok(Err(error)) => {
+            let error =
+                Ec2Error::InvalidParameterValue(format!("the request body could not be read: {error}"));
+            return error_response(&error, &api.next_request_id(), "");
         }
-    }
+        Err(_) => {
+            let error = Ec2Error::Unavailable(format!("the request body did not arrive within {timeout:?}"));
+            return error_response(&error, &api.next_request_id(), "");
+        }
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(body),
+    ))
+    .await
 }
 
 /// Serves the API on `listener` until `shutdown` completes.

@@ -10,14 +10,20 @@
 //!   fails authentication is not charged to the account it names.
 //! * **Requests in progress**: beyond a bound, new requests answer
 //!   `Unavailable` (HTTP 503) at once, before their body is read, instead of
-//!   queueing without end in front of the store's writer.
+//!   queueing without end in front of the store's writer. A request whose
+//!   body does not arrive in time gives its place up (`Unavailable` too),
+//!   so that stalled clients cannot hold every place.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use model::AccountId;
 use ratelimit::KeyedBuckets;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How long a request's body may take to arrive by default: EC2's request
+/// bodies are small, so only a stalled or hostile client takes this long.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One token bucket's settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,15 +57,20 @@ pub struct Limits {
     /// Requests in progress at once over all accounts; beyond, `Unavailable`.
     /// Zero means no bound.
     pub max_in_flight: usize,
+    /// How long a request may take to send its body once it is in
+    /// progress; beyond, it is answered `Unavailable` and its place freed.
+    pub body_timeout: Duration,
 }
 
 impl Limits {
-    /// No limit of any kind (the library's default: `flowgate serve`
-    /// configures real ones).
+    /// No rate limit and no bound on requests in progress (the library's
+    /// default: `flowgate serve` configures real ones); bodies still get
+    /// [`BODY_TIMEOUT`].
     pub const UNLIMITED: Limits = Limits {
         mutating: RateLimit::UNLIMITED,
         non_mutating: RateLimit::UNLIMITED,
         max_in_flight: 0,
+        body_timeout: BODY_TIMEOUT,
     };
 }
 
@@ -130,7 +141,7 @@ mod tests {
                 per_second: 1.0,
                 burst: 2,
             },
-            max_in_flight: 0,
+            ..Limits::UNLIMITED
         });
         let (alice, bob) = (account("111111111111"), account("222222222222"));
         let t0 = Instant::now();

@@ -475,6 +475,7 @@ impl Config {
                     burst: self.api.read_request_burst,
                 },
                 max_in_flight: self.api.max_requests_in_progress,
+                body_timeout: ec2api::limits::BODY_TIMEOUT,
             },
         }
     }
