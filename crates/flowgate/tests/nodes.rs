@@ -46,7 +46,10 @@ struct TwoNodes {
 impl TwoNodes {
     fn start(pool_cidr: &str, gateway: &str) -> TwoNodes {
         let postgres = Arc::new(pgtest::Postgres::start().expect("a private PostgreSQL server"));
-        let config = "[api]\naddresses_per_account = 100000\n";
+        // The tests write as fast as their clients can, on purpose: no
+        // request rate limits.
+        let config = "[api]\naddresses_per_account = 100000\n\
+                      write_requests_per_second = 0\nread_requests_per_second = 0\n";
         let mut a = Server::prepare_on(Some(postgres.clone()), config);
         let mut b = Server::prepare_on(Some(postgres.clone()), config);
         a.admin(&["pool", "add", "--cidr", pool_cidr, "--gateway", gateway]);

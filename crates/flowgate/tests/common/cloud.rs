@@ -257,7 +257,15 @@ impl CloudNodes {
             .map(|(name, socket)| {
                 Server::prepare_on(
                     Some(postgres.clone()),
-                    &node_config(socket, &format!("[nodes]\nname = \"{name}\"\n")),
+                    // The failover test's writers tell a node gone by its
+                    // errors: no request limits to mistake for one.
+                    &node_config(
+                        socket,
+                        &format!(
+                            "[nodes]\nname = \"{name}\"\n[api]\n\
+                             write_requests_per_second = 0\nread_requests_per_second = 0\n"
+                        ),
+                    ),
                 )
             })
             .collect();
