@@ -117,7 +117,7 @@ def client_for(port):
         region_name=os.environ.get("FLOWGATE_REGION", "flowgate-1"),
         aws_access_key_id=os.environ["FLOWGATE_A_KEY"],
         aws_secret_access_key=os.environ["FLOWGATE_A_SECRET"],
-        config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=30),
+        config=Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30),
     )
 
 

@@ -41,7 +41,7 @@ def boto3_client(name="A", validate=True):
         region_name=REGION,
         aws_access_key_id=key,
         aws_secret_access_key=secret,
-        config=Config(parameter_validation=validate, retries={"max_attempts": 1}),
+        config=Config(parameter_validation=validate, retries={"total_max_attempts": 1}),
     )
 
 

@@ -31,7 +31,7 @@ def ec2(verify):
         aws_access_key_id=key,
         aws_secret_access_key=secret,
         verify=verify,
-        config=Config(retries={"max_attempts": 1}),
+        config=Config(retries={"total_max_attempts": 1}),
     )
 
 
