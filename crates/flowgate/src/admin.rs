@@ -341,6 +341,16 @@ where
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    // A mistyped --data-dir would otherwise look like an empty cloud.
+    if let Ok(store::StoreLocation::Sqlite(dir)) = config.store_location()
+        && !store::sqlite_path(&dir).exists()
+    {
+        eprintln!(
+            "flowgate admin: no store in {} yet: creating a new, empty one \
+             (name an existing one with --data-dir or the configuration's data_dir)",
+            dir.display()
+        );
+    }
     runtime.block_on(async move {
         let store = config.open_store().await?;
         f(store, config).await

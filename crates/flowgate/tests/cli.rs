@@ -161,3 +161,23 @@ fn completion_scripts_complete_every_command() {
         "{stdout}"
     );
 }
+
+#[test]
+fn admin_says_when_it_creates_a_new_store_and_only_then() {
+    let dir = common::TempDir::new("cli-new-store");
+    let data = dir.0.join("mistyped");
+    let run = || {
+        let mut command = Command::new(FLOWGATE);
+        command.args(["admin", "--data-dir", data.to_str().unwrap(), "status"]);
+        let out = run_bounded(command, Duration::from_secs(20));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let first = run();
+    assert!(
+        first.contains("no store in") && first.contains("creating a new, empty one"),
+        "{first}"
+    );
+    let second = run();
+    assert!(!second.contains("no store in"), "{second}");
+}
