@@ -346,7 +346,7 @@ where
         && !store::sqlite_path(&dir).exists()
     {
         eprintln!(
-            "flowgate admin: no store in {} yet: creating a new, empty one \
+            "flowgate: no store in {} yet: creating a new, empty one \
              (name an existing one with --data-dir or the configuration's data_dir)",
             dir.display()
         );
