@@ -1007,6 +1007,15 @@ impl Compiler {
                 vec![],
                 Some(after),
             ));
+            // An established connection is in the zone already: committing
+            // it again would cost a conntrack execution per packet.
+            flows.push(FlowSpec::new(
+                commit,
+                110,
+                vec![state(ct_state::EST, ct_state::EST)],
+                vec![],
+                Some(after),
+            ));
             flows.push(FlowSpec::new(
                 commit,
                 100,
