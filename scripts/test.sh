@@ -25,23 +25,42 @@ run_tests --workspace
 FLOWGATE_TEST_STORE=postgres run_tests -p flowgate --test clients --test durability
 cargo test --workspace --doc
 
-# Nothing may be left behind: lab namespaces are named fgt-<pid>-<n>.
-leftovers=$(ip netns list | awk '$1 ~ /^fgt-/ {print $1}')
+# Nothing may be left behind. Lab namespaces are named fgt-<pid>-<n>,
+# their daemons run from flowgate-testbed/fgt-<pid>-<n>, private PostgreSQL
+# servers from flowgate-pg/pg-<pid>-<n>: <pid> is the test process that
+# made them. Every test process of this run has exited by now, so what
+# belongs to a live process is another run's on the same machine, not a
+# leftover.
+owner_gone() { ! kill -0 "$1" 2>/dev/null; }
+leftovers=""
+for ns in $(ip netns list | awk '$1 ~ /^fgt-[0-9]+-/ {print $1}'); do
+  pid=${ns#fgt-}; pid=${pid%%-*}
+  if owner_gone "$pid"; then leftovers="$leftovers $ns"; fi
+done
 if [ -n "$leftovers" ]; then
   echo "test: namespaces left behind by the tests:" >&2
-  echo "$leftovers" >&2
+  printf '%s\n' $leftovers >&2
   cargo run -q -p testbed --bin testbed-sweep || true
   exit 1
 fi
-daemons=$(pgrep -f 'flowgate-testbed/fgt-' || true)
+# The pids of processes whose command line names a dead owner's directory
+# matching the pattern (the owner's pid follows the prefix).
+orphans() {
+  local prefix=$1
+  pgrep -af "$prefix[0-9]+-" | while read -r pid args; do
+    owner=$(printf '%s\n' "$args" | grep -oE "$prefix[0-9]+-" | head -1)
+    owner=${owner#"$prefix"}; owner=${owner%-}
+    if owner_gone "$owner"; then echo "$pid"; fi
+  done
+}
+daemons=$(orphans 'flowgate-testbed/fgt-')
 if [ -n "$daemons" ]; then
   echo "test: processes left behind by the tests:" >&2
   ps -o pid,args -p $daemons >&2 || true
   exit 1
 fi
-# Private PostgreSQL servers live in $TMPDIR/flowgate-pg/pg-<pid>-<n>.
-servers=$(pgrep -f 'flowgate-pg/(pg|build)-' || true)
-if [ -n "$servers" ]; then
+servers="$(orphans 'flowgate-pg/pg-') $(orphans 'flowgate-pg/build-')"
+if [ -n "${servers// /}" ]; then
   echo "test: PostgreSQL servers left behind by the tests:" >&2
   ps -o pid,args -p $servers >&2 || true
   exit 1
