@@ -47,7 +47,7 @@ fi
 # matching the pattern (the owner's pid follows the prefix).
 orphans() {
   local prefix=$1
-  pgrep -af "$prefix[0-9]+-" | while read -r pid args; do
+  { pgrep -af "$prefix[0-9]+-" || true; } | while read -r pid args; do
     owner=$(printf '%s\n' "$args" | grep -oE "$prefix[0-9]+-" | head -1)
     owner=${owner#"$prefix"}; owner=${owner%-}
     if owner_gone "$owner"; then echo "$pid"; fi
