@@ -1,6 +1,7 @@
 //! Three `flowgate serve` nodes on one PostgreSQL store manage the cloud
-//! test bed; every hypervisor bridge connects to all three. The nodes elect
-//! one master of the switches; the others are slaves.
+//! test bed from inside its namespace; every hypervisor bridge connects to
+//! all three over TCP. The nodes elect one master of the switches; the
+//! others are slaves.
 //!
 //! * The seed scenario runs through node A while node B is master; then B
 //!   is killed with SIGKILL in the middle of a stream of API writes

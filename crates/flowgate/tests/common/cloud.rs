@@ -4,7 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use testbed::CloudTopology;
@@ -224,9 +224,11 @@ pub fn bridge_flows(topology: &CloudTopology) -> BTreeMap<String, f64> {
 }
 
 /// The test bed managed by several `flowgate serve` nodes on one
-/// PostgreSQL store; every hypervisor bridge connects to every node (once
-/// [`CloudNodes::connect_all`] is called). The nodes are prepared, not
-/// launched: the test decides in which order they start.
+/// PostgreSQL store. The nodes run inside the lab's namespace, where every
+/// hypervisor bridge reaches every node over TCP (once
+/// [`CloudNodes::connect_all`] is called), and so do the client scripts.
+/// The nodes are prepared, not launched: the test decides in which order
+/// they start.
 pub struct CloudNodes {
     // Dropped in this order: the nodes first, then the lab, then the
     // database.
@@ -236,8 +238,6 @@ pub struct CloudNodes {
     pub keys: Keys,
     /// An image id to launch.
     pub image: String,
-    /// Each node's OpenFlow socket, in the order of `nodes`.
-    sockets: Vec<PathBuf>,
     pub postgres: Arc<pgtest::Postgres>,
 }
 
@@ -247,26 +247,20 @@ impl CloudNodes {
     pub fn prepare(names: &[&str]) -> CloudNodes {
         let postgres = Arc::new(pgtest::Postgres::start().expect("a private PostgreSQL server"));
         let topology = CloudTopology::start(2, 0xfa00).expect("the cloud test bed");
-        let sockets: Vec<PathBuf> = names
-            .iter()
-            .map(|name| topology.lab.run_dir().join(format!("flowgate-{name}.sock")))
-            .collect();
         let nodes: Vec<Server> = names
             .iter()
-            .zip(&sockets)
-            .map(|(name, socket)| {
-                Server::prepare_on(
+            .map(|name| {
+                // The failover test's writers tell a node gone by its
+                // errors: no request limits to mistake for one.
+                let mut node = Server::prepare_on(
                     Some(postgres.clone()),
-                    // The failover test's writers tell a node gone by its
-                    // errors: no request limits to mistake for one.
-                    &node_config(
-                        socket,
-                        &format!(
-                            "[nodes]\nname = \"{name}\"\n[api]\n\
-                             write_requests_per_second = 0\nread_requests_per_second = 0\n"
-                        ),
+                    &format!(
+                        "[network]\narp_refresh_seconds = 1\n[nodes]\nname = \"{name}\"\n[api]\n\
+                         write_requests_per_second = 0\nread_requests_per_second = 0\n"
                     ),
-                )
+                );
+                node.netns = Some(topology.lab.name().to_string());
+                node
             })
             .collect();
         let hypervisors = [("netns", DEFAULT_ZONE), ("netns", DEFAULT_ZONE)];
@@ -276,7 +270,6 @@ impl CloudNodes {
             topology,
             keys,
             image,
-            sockets,
             postgres,
         }
     }
@@ -284,9 +277,9 @@ impl CloudNodes {
     /// Points every hypervisor bridge at every node.
     pub fn connect_all(&self) {
         let targets: Vec<String> = self
-            .sockets
+            .nodes
             .iter()
-            .map(|s| format!("unix:{}", s.display()))
+            .map(|node| format!("tcp:127.0.0.1:{}", node.openflow_port))
             .collect();
         let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
         for hv in &self.topology.hypervisors {

@@ -138,6 +138,11 @@ pub struct Server {
     /// The PostgreSQL server holding the store (shared by the servers of a
     /// multi-node test), if not SQLite; dropped after the server is killed.
     pub postgres: Option<Arc<pgtest::Postgres>>,
+    /// Where switches connect over TCP (on 127.0.0.1 of `netns`).
+    pub openflow_port: u16,
+    /// The network namespace the server and its clients run in (a lab's,
+    /// whose loopback is private), if not this process's.
+    pub netns: Option<String>,
 }
 
 impl Server {
@@ -179,6 +184,8 @@ impl Server {
             child: None,
             config,
             postgres,
+            openflow_port: free_port(),
+            netns: None,
         }
     }
 
@@ -193,7 +200,8 @@ impl Server {
             .append(true)
             .open(self.dir.0.join("serve.log"))
             .unwrap();
-        let child = Command::new(FLOWGATE)
+        let child = self
+            .command(FLOWGATE)
             .arg("serve")
             .arg("--config")
             .arg(&self.config)
@@ -202,16 +210,15 @@ impl Server {
             .arg("--api-listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--openflow-listen")
-            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg(format!("127.0.0.1:{}", self.openflow_port))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        while !self.listening() {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("flowgate serve exited with {status}:\n{}", self.log());
             }
@@ -221,6 +228,43 @@ impl Server {
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `program`, to run where the server runs: in its network namespace
+    /// if it has one. `nsenter` enters the network namespace only: `ip
+    /// netns exec` would also give the program a mount namespace of its
+    /// own, where the namespaces the netns driver makes for instances
+    /// would be mounted out of everyone else's sight. Either execs the
+    /// program, so the child is the program itself.
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut command = Command::new("nsenter");
+                command
+                    .arg(format!("--net=/run/netns/{ns}"))
+                    .arg("--")
+                    .arg(program);
+                command
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// Whether the API accepts connections.
+    fn listening(&self) -> bool {
+        match &self.netns {
+            None => {
+                let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+                TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            }
+            Some(_) => self
+                .command("nc")
+                .args(["-z", "-w", "1", "127.0.0.1", &self.port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
         }
     }
 
@@ -291,7 +335,7 @@ impl Server {
         deadline: Duration,
     ) -> Output {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
-        let mut command = Command::new(python());
+        let mut command = self.command(python());
         command
             .arg(dir.join(script))
             .args(args)
