@@ -15,9 +15,10 @@ use store::{MutateError, Store};
 
 use crate::config::Config;
 
-/// `flowgate admin [--config FILE] [--data-dir DIR] [--store URL] [--json] COMMAND`
-#[derive(Args)]
-pub struct AdminArgs {
+/// Where the store is, for every command that opens it: `--config FILE`,
+/// `--data-dir DIR`, `--store URL`.
+#[derive(Args, Clone, Debug)]
+pub struct StoreArgs {
     /// Configuration file (default: /etc/flowgate/flowgate.toml if present).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -29,6 +30,54 @@ pub struct AdminArgs {
     /// in the data directory).
     #[arg(long, global = true, value_name = "URL")]
     pub store: Option<String>,
+}
+
+impl StoreArgs {
+    /// The configuration file's settings with the flags on top.
+    pub fn config(&self) -> Result<Config, String> {
+        let mut config = Config::load(self.config.as_deref()).map_err(|e| e.to_string())?;
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(url) = &self.store {
+            config.store.url = url.clone();
+        }
+        Ok(config)
+    }
+
+    /// Opens the store and runs `f` on it to completion.
+    pub fn open<T, F, Fut>(&self, f: F) -> Result<T, String>
+    where
+        F: FnOnce(Store, Config) -> Fut,
+        Fut: std::future::Future<Output = Result<T, String>>,
+    {
+        let config = self.config()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        // A mistyped --data-dir would otherwise look like an empty cloud.
+        if let Ok(store::StoreLocation::Sqlite(dir)) = config.store_location()
+            && !store::sqlite_path(&dir).exists()
+        {
+            eprintln!(
+                "flowgate: no store in {} yet: creating a new, empty one \
+                 (name an existing one with --data-dir or the configuration's data_dir)",
+                dir.display()
+            );
+        }
+        runtime.block_on(async move {
+            let store = config.open_store().await?;
+            f(store, config).await
+        })
+    }
+}
+
+/// `flowgate admin [--config FILE] [--data-dir DIR] [--store URL] [--json] COMMAND`
+#[derive(Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    store: StoreArgs,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -294,67 +343,11 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
         return backup_or_restore(args);
     }
     let json = args.json;
-    let output = with_store_at(
-        args.config.as_deref(),
-        args.data_dir.clone(),
-        args.store.clone(),
-        |store, config| async move { execute(&store, &config, args.command).await },
-    )?;
+    let output = args
+        .store
+        .open(|store, config| async move { execute(&store, &config, args.command).await })?;
     print(&output, json);
     Ok(())
-}
-
-/// Opens the store a command line names (configuration file, then
-/// `--data-dir`) and runs `f` on it to completion.
-pub fn with_store<T, F, Fut>(
-    config: Option<&std::path::Path>,
-    data_dir: Option<PathBuf>,
-    f: F,
-) -> Result<T, String>
-where
-    F: FnOnce(Store, Config) -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    with_store_at(config, data_dir, None, f)
-}
-
-/// Like [`with_store`], with `--store URL` (PostgreSQL) over the
-/// configuration's `store.url`.
-pub fn with_store_at<T, F, Fut>(
-    config: Option<&std::path::Path>,
-    data_dir: Option<PathBuf>,
-    store_url: Option<String>,
-    f: F,
-) -> Result<T, String>
-where
-    F: FnOnce(Store, Config) -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let mut config = Config::load(config).map_err(|e| e.to_string())?;
-    if let Some(dir) = data_dir {
-        config.data_dir = dir;
-    }
-    if let Some(url) = store_url {
-        config.store.url = url;
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    // A mistyped --data-dir would otherwise look like an empty cloud.
-    if let Ok(store::StoreLocation::Sqlite(dir)) = config.store_location()
-        && !store::sqlite_path(&dir).exists()
-    {
-        eprintln!(
-            "flowgate: no store in {} yet: creating a new, empty one \
-             (name an existing one with --data-dir or the configuration's data_dir)",
-            dir.display()
-        );
-    }
-    runtime.block_on(async move {
-        let store = config.open_store().await?;
-        f(store, config).await
-    })
 }
 
 /// What a command answers: JSON for scripts and lines for people.
@@ -815,10 +808,7 @@ async fn hypervisor(store: &Store, config: &Config, command: HypervisorCommand) 
 
 /// `flowgate admin backup FILE` and `flowgate admin restore FILE`.
 fn backup_or_restore(args: AdminArgs) -> Result<(), String> {
-    let mut config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
-    if let Some(url) = &args.store {
-        config.store.url = url.clone();
-    }
+    let config = args.store.config()?;
     if let store::StoreLocation::Postgres(_) = config.store_location()? {
         return Err(
             "backup and restore copy the SQLite store; a PostgreSQL store is backed up \
@@ -826,7 +816,7 @@ fn backup_or_restore(args: AdminArgs) -> Result<(), String> {
                 .into(),
         );
     }
-    let data_dir = args.data_dir.unwrap_or(config.data_dir);
+    let data_dir = config.data_dir;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

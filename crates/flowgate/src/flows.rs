@@ -6,25 +6,20 @@
 //! dump-flows`, run where it can reach the bridge).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use clap::Args;
 use compiler::{Direction, OwnerKey, OwnerKind, cookie_kind, settled_cookies};
 use model::State;
 use serde_json::{Value, json};
 
-use crate::admin::with_store;
+use crate::admin::StoreArgs;
 use crate::ovs;
 
 /// `flowgate flows HYPERVISOR`
 #[derive(Args)]
 pub struct FlowsArgs {
-    /// Configuration file (default: /etc/flowgate/flowgate.toml if present).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Data directory holding the store (overrides the configuration).
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -43,8 +38,8 @@ pub struct FlowsArgs {
 
 /// Runs `flowgate flows`.
 pub fn run(args: FlowsArgs) -> Result<(), String> {
-    let (config, data_dir, json) = (args.config.clone(), args.data_dir.clone(), args.json);
-    let owners = with_store(config.as_deref(), data_dir, |store, _| async move {
+    let json = args.json;
+    let owners = args.store.clone().open(|store, _| async move {
         let state = store.read();
         let target = match &args.target {
             Some(t) => t.clone(),

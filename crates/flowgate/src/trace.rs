@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 
 use clap::Args;
 use compiler::{Cidr, ROUTER_MAC, elastic_ip_mac};
@@ -16,18 +15,14 @@ use model::{Instance, State};
 use openflow::MacAddr;
 use serde_json::{Value, json};
 
-use crate::admin::with_store;
+use crate::admin::StoreArgs;
 use crate::ovs;
 
 /// `flowgate trace FROM TO [--protocol P] [--port N] ...`
 #[derive(Args)]
 pub struct TraceArgs {
-    /// Configuration file (default: /etc/flowgate/flowgate.toml if present).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Data directory holding the store (overrides the configuration).
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -71,8 +66,8 @@ pub struct TraceArgs {
 
 /// Runs `flowgate trace`.
 pub fn run(args: TraceArgs) -> Result<(), String> {
-    let (config, data_dir, json) = (args.config.clone(), args.data_dir.clone(), args.json);
-    let report = with_store(config.as_deref(), data_dir, |store, _| async move {
+    let json = args.json;
+    let report = args.store.clone().open(|store, _| async move {
         let state = store.read();
         trace(&state, &args)
     })?;
