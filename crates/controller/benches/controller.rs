@@ -76,24 +76,6 @@ fn rule_flow(owner: u32, i: u32) -> Flow {
     )
 }
 
-fn stats(f: &Flow) -> FlowStats {
-    FlowStats {
-        table_id: f.table(),
-        duration_sec: 0,
-        duration_nsec: 0,
-        priority: f.priority(),
-        idle_timeout: 0,
-        hard_timeout: 0,
-        flags: 0,
-        importance: 0,
-        cookie: f.cookie(),
-        packet_count: 0,
-        byte_count: 0,
-        match_: f.match_().clone(),
-        instructions: f.instructions().to_vec(),
-    }
-}
-
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -116,7 +98,7 @@ fn bench_diff() {
         set.set_owner(u64::from(o) + 1, (0..PER_OWNER).map(|i| rule_flow(o, i)));
     }
     let desired = Arc::new(set);
-    let actual: Vec<FlowStats> = desired.flows().map(|f| stats(f)).collect();
+    let actual: Vec<FlowStats> = desired.flows().map(|f| f.to_stats()).collect();
     assert_eq!(actual.len(), 100_000);
 
     let mut full = Vec::new();

@@ -139,6 +139,27 @@ impl Flow {
         }
     }
 
+    /// The flow as a switch that has just installed it reports it in a
+    /// flow-stats reply (no age, no counters, no timeouts): what tests,
+    /// benchmarks and emulated switches start a flow table from.
+    pub fn to_stats(&self) -> FlowStats {
+        FlowStats {
+            table_id: self.table(),
+            duration_sec: 0,
+            duration_nsec: 0,
+            priority: self.priority,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            flags: 0,
+            importance: 0,
+            cookie: self.cookie,
+            packet_count: 0,
+            byte_count: 0,
+            match_: self.match_(),
+            instructions: self.instructions(),
+        }
+    }
+
     /// Fingerprint of the key: table, priority and match.
     pub fn key(&self) -> Fingerprint {
         self.key

@@ -577,24 +577,6 @@ mod tests {
         )
     }
 
-    fn stats(f: &Flow) -> FlowStats {
-        FlowStats {
-            table_id: f.table(),
-            duration_sec: 0,
-            duration_nsec: 0,
-            priority: f.priority(),
-            idle_timeout: 0,
-            hard_timeout: 0,
-            flags: 0,
-            importance: 0,
-            cookie: f.cookie(),
-            packet_count: 0,
-            byte_count: 0,
-            match_: f.match_().clone(),
-            instructions: f.instructions().to_vec(),
-        }
-    }
-
     /// A switch that applies everything and answers barriers.
     fn run(r: &mut Reconciler, xid: &mut u32) -> Option<(Vec<OfpMessage>, RoundReport)> {
         let Next::Send(msgs) = r.next(|| {
@@ -621,7 +603,7 @@ mod tests {
     #[test]
     fn in_sync_switch_gets_no_flow_mods() {
         let desired = set_of(&[(1, vec![flow(1, 1), flow(2, 2)]), (2, vec![flow(3, 3)])]);
-        let actual = desired.flows().map(|f| stats(f)).collect();
+        let actual = desired.flows().map(|f| f.to_stats()).collect();
         let mut r = Reconciler::new(Version::OF13, actual, desired, true);
         assert!(r.in_sync());
         assert!(matches!(r.next(|| 1), Next::Idle));
@@ -631,9 +613,9 @@ mod tests {
     fn initial_sync_adds_modifies_and_deletes() {
         let desired = set_of(&[(1, vec![flow(1, 1), flow(2, 2)])]);
         let actual = vec![
-            stats(&flow(1, 1).with_cookie(1)), // in sync
-            stats(&flow(2, 9).with_cookie(1)), // wrong output: modify
-            stats(&flow(7, 7).with_cookie(5)), // not wanted: delete
+            Flow::to_stats(&flow(1, 1).with_cookie(1)), // in sync
+            Flow::to_stats(&flow(2, 9).with_cookie(1)), // wrong output: modify
+            Flow::to_stats(&flow(7, 7).with_cookie(5)), // not wanted: delete
         ];
         let mut r = Reconciler::new(Version::OF13, actual, desired, true);
         let mut xid = 0;
@@ -648,7 +630,7 @@ mod tests {
     #[test]
     fn only_the_changed_owner_is_touched() {
         let desired = set_of(&[(1, vec![flow(1, 1)]), (2, vec![flow(2, 2), flow(3, 3)])]);
-        let actual = desired.flows().map(|f| stats(f)).collect();
+        let actual = desired.flows().map(|f| f.to_stats()).collect();
         let mut r = Reconciler::new(Version::OF13, actual, desired.clone(), false);
         let mut next = (*desired).clone();
         next.set_owner(2, vec![flow(2, 2), flow(4, 4)]);
