@@ -131,3 +131,77 @@ fn a_node_killed_while_master_is_replaced_without_losing_writes_or_connections()
         );
     }
 }
+
+/// Sends `signal` (STOP, CONT) to a node's process.
+fn signal(nodes: &CloudNodes, node: usize, signal: &str) {
+    let pid = nodes.nodes[node].child.as_ref().unwrap().id().to_string();
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// The flows of the hypervisor bridges that name `text`.
+fn flows_naming(nodes: &CloudNodes, text: &str) -> usize {
+    nodes.flows().keys().filter(|flow| flow.contains(text)).count()
+}
+
+#[test]
+fn a_frozen_master_is_replaced_and_fenced_when_it_thaws() {
+    const A: usize = 0;
+    const B: usize = 1;
+    // Fast timings: the database ends a silent node's session after 1.5 s.
+    let timing = "election_interval_ms = 100\nlease_ms = 700\nsession_timeout_ms = 1500\n";
+    let mut cloud = CloudNodes::prepare_with(&["a", "b"], timing);
+    cloud.nodes[A].launch();
+    wait_log(&cloud, A, "elected leader", 1);
+    cloud.nodes[B].launch();
+    cloud.connect_all();
+    let hypervisors = cloud.topology.hypervisors.len();
+    wait_log(&cloud, A, "switch in sync", hypervisors);
+    wait_log(&cloud, B, "taking part in the election", 1);
+
+    // A freezes (SIGSTOP: a paused VM, a stalled process). Its database
+    // session goes silent and is ended; B is elected and takes over.
+    signal(&cloud, A, "STOP");
+    wait_log(&cloud, B, "took over as master: every switch in sync", 1);
+
+    // A change only B knows of: a network, which the router on every
+    // hypervisor never routes into.
+    assert_eq!(flows_naming(&cloud, "10.9.0.0/24"), 0);
+    cloud.nodes[B].admin(&["network", "add", "--cidr", "10.9.0.0/24", "--gateway", "10.9.0.1"]);
+    testbed::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        flows_naming(&cloud, "10.9.0.0/24") >= hypervisors
+    })
+    .unwrap_or_else(|_| {
+        panic!(
+            "B did not install the new network's flows:\n{}",
+            cloud.nodes[B].log()
+        )
+    });
+    let before = cloud.flows();
+
+    // A thaws, still believing it leads, with a model from before the
+    // network: were the switches to let it write, it would remove the
+    // network's flows. They refuse it (B claimed MASTER with a larger
+    // generation id), and A notices it lost and follows.
+    let log_before = cloud.nodes[A].log().len();
+    signal(&cloud, A, "CONT");
+    testbed::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        cloud.nodes[A].log()[log_before..].contains("this node no longer leads")
+    })
+    .unwrap_or_else(|_| panic!("A did not step down after thawing:\n{}", cloud.nodes[A].log()));
+    // Give a stale writer every chance to do harm: its data plane catches
+    // up, its sessions run, the switches answer.
+    std::thread::sleep(Duration::from_secs(3));
+    let after = cloud.flows();
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "the thawed node changed the flows:\nA:\n{}",
+        &cloud.nodes[A].log()[log_before..]
+    );
+    assert_eq!(flows_naming(&cloud, "10.9.0.0/24"), hypervisors);
+    println!("A after thawing:\n{}", &cloud.nodes[A].log()[log_before..]);
+}

@@ -245,6 +245,12 @@ impl CloudNodes {
     /// Two hypervisors (netns driver) and one node per name (its `[nodes]
     /// name`), registered through the first.
     pub fn prepare(names: &[&str]) -> CloudNodes {
+        CloudNodes::prepare_with(names, "")
+    }
+
+    /// Like [`CloudNodes::prepare`], with more of each node's
+    /// `[nodes]` section (election timings).
+    pub fn prepare_with(names: &[&str], nodes_toml: &str) -> CloudNodes {
         let postgres = Arc::new(pgtest::Postgres::start().expect("a private PostgreSQL server"));
         let topology = CloudTopology::start(2, 0xfa00).expect("the cloud test bed");
         let nodes: Vec<Server> = names
@@ -255,7 +261,7 @@ impl CloudNodes {
                 let mut node = Server::prepare_on(
                     Some(postgres.clone()),
                     &format!(
-                        "[network]\narp_refresh_seconds = 1\n[nodes]\nname = \"{name}\"\n[api]\n\
+                        "[network]\narp_refresh_seconds = 1\n[nodes]\nname = \"{name}\"\n{nodes_toml}[api]\n\
                          write_requests_per_second = 0\nread_requests_per_second = 0\n"
                     ),
                 );
