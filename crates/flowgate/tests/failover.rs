@@ -12,6 +12,9 @@
 //!   is printed, and written down in docs/nodes.md).
 //! * Then the new master is killed with nothing changing: the last node
 //!   takes over without a single flow-mod, every flow untouched.
+//! * A frozen master (SIGSTOP) is replaced, and once thawed, with a stale
+//!   model and still believing it leads, it changes nothing: the switches
+//!   fence it, and it steps down.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
