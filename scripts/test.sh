@@ -20,9 +20,10 @@ run_tests() {
   fi
 }
 run_tests --workspace
-# The EC2 API client tests once more, on the PostgreSQL store (each test
-# starts a private server). The store's own tests run on both stores above.
-FLOWGATE_TEST_STORE=postgres run_tests -p flowgate --test clients --test durability
+# The EC2 API client tests (HTTPS and limits too) once more, on the
+# PostgreSQL store (each test starts a private server). The store's own
+# tests run on both stores above.
+FLOWGATE_TEST_STORE=postgres run_tests -p flowgate --test clients --test durability --test https --test limits
 cargo test --workspace --doc
 
 # Nothing may be left behind. Lab namespaces are named fgt-<pid>-<n>,
