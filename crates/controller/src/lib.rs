@@ -358,6 +358,14 @@ impl Controller {
 
     /// Every metric in the Prometheus text format.
     pub fn render_metrics(&self) -> String {
+        let mut text = ::metrics::Text::new();
+        self.write_metrics(&mut text);
+        text.finish()
+    }
+
+    /// Writes every metric to `text` (which may hold other components'
+    /// metrics too).
+    pub fn write_metrics(&self, text: &mut ::metrics::Text) {
         let gauges: Vec<_> = self
             .switches()
             .into_iter()
@@ -369,7 +377,7 @@ impl Controller {
                 role: s.role.name(),
             })
             .collect();
-        self.shared.metrics.render(&gauges)
+        self.shared.metrics.write(text, &gauges);
     }
 
     /// Connected switches.

@@ -1,95 +1,11 @@
-//! Counters, gauges and a histogram for the controller, rendered in the
-//! Prometheus text exposition format. Hand-rolled on atomics: the handful of
-//! metrics here do not justify a metrics framework.
+//! The controller's metrics: counters, gauges per switch and the reconcile
+//! duration histogram, rendered in the Prometheus text format with the
+//! primitives of the `metrics` crate.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-/// Upper bounds (seconds) of the reconcile duration histogram buckets.
-const DURATION_BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-];
-
-/// A latency histogram with fixed buckets.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; DURATION_BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    /// Records one observation.
-    pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (bound, bucket) in DURATION_BUCKETS.iter().zip(&self.buckets) {
-            if secs <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    /// Number of observations.
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for (bound, bucket) in DURATION_BUCKETS.iter().zip(&self.buckets) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Ordering::Relaxed)
-            );
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {count}");
-    }
-}
-
-/// Counters keyed by a label value (packet-in reasons, error names).
-#[derive(Debug, Default)]
-pub struct LabeledCounter {
-    values: Mutex<BTreeMap<String, u64>>,
-}
-
-impl LabeledCounter {
-    /// Adds one to the counter for `label`.
-    pub fn inc(&self, label: &str) {
-        if let Ok(mut v) = self.values.lock() {
-            *v.entry(label.to_string()).or_default() += 1;
-        }
-    }
-
-    /// The counter for `label`.
-    pub fn get(&self, label: &str) -> u64 {
-        self.values
-            .lock()
-            .ok()
-            .and_then(|v| v.get(label).copied())
-            .unwrap_or(0)
-    }
-
-    fn render(&self, out: &mut String, name: &str, label: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} counter");
-        if let Ok(values) = self.values.lock() {
-            for (value, count) in values.iter() {
-                let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {count}", escape(value));
-            }
-        }
-    }
-}
+pub use ::metrics::{Histogram, LabeledCounter};
+use ::metrics::{Kind, Text};
 
 /// Per-switch figures for the gauges, gathered when rendering.
 #[derive(Debug, Clone, Default)]
@@ -143,12 +59,14 @@ impl Metrics {
 
     /// Renders every metric in the Prometheus text format.
     pub fn render(&self, switches: &[SwitchGauges]) -> String {
-        let mut out = String::new();
-        let gauge = |out: &mut String, name: &str, help: &str, value: usize| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
-        };
-        gauge(
-            &mut out,
+        let mut text = Text::new();
+        self.write(&mut text, switches);
+        text.finish()
+    }
+
+    /// Writes every metric to `text`.
+    pub fn write(&self, text: &mut Text, switches: &[SwitchGauges]) {
+        text.gauge(
             "flowgate_switches_connected",
             "Switches with an open OpenFlow session.",
             switches.len(),
@@ -170,113 +88,101 @@ impl Metrics {
                 |s| s.flows_rejected,
             ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            text.header(name, Kind::Gauge, help);
             for s in switches {
-                let _ = writeln!(out, "{name}{{datapath_id=\"{:016x}\"}} {}", s.datapath_id, get(s));
+                text.sample(name, &[("datapath_id", &datapath_label(s.datapath_id))], get(s));
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP flowgate_openflow_role The role each switch granted this controller (1 for the current one).\n# TYPE flowgate_openflow_role gauge"
+        text.header(
+            "flowgate_openflow_role",
+            Kind::Gauge,
+            "The role each switch granted this controller (1 for the current one).",
         );
         for s in switches {
-            let _ = writeln!(
-                out,
-                "flowgate_openflow_role{{datapath_id=\"{:016x}\",role=\"{}\"}} 1",
-                s.datapath_id, s.role
+            text.sample(
+                "flowgate_openflow_role",
+                &[("datapath_id", &datapath_label(s.datapath_id)), ("role", s.role)],
+                1,
             );
         }
-        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
-        };
-        counter(
-            &mut out,
+        text.counter(
             "flowgate_switch_connections_total",
             "Switch connections accepted.",
             load(&self.connections),
         );
-        let _ = writeln!(
-            out,
-            "# HELP flowgate_flow_mods_sent_total Flow-mods sent to switches.\n# TYPE flowgate_flow_mods_sent_total counter"
+        text.header(
+            "flowgate_flow_mods_sent_total",
+            Kind::Counter,
+            "Flow-mods sent to switches.",
         );
         for (command, c) in ["add", "modify", "delete"].iter().zip(&self.flow_mods_sent) {
-            let _ = writeln!(
-                out,
-                "flowgate_flow_mods_sent_total{{command=\"{command}\"}} {}",
-                load(c)
-            );
+            text.sample("flowgate_flow_mods_sent_total", &[("command", command)], load(c));
         }
-        counter(
-            &mut out,
+        text.counter(
             "flowgate_reconciles_total",
             "Reconcile rounds completed.",
             load(&self.reconciles),
         );
-        self.reconcile_duration.render(
-            &mut out,
+        text.histogram(
             "flowgate_reconcile_duration_seconds",
             "Time from sending a round of flow-mods to its barrier reply.",
+            &self.reconcile_duration,
         );
-        self.packet_ins.render(
-            &mut out,
+        text.labeled_counter(
             "flowgate_packet_ins_total",
-            "reason",
             "Packet-ins received, by reason.",
+            ["reason"],
+            &self.packet_ins,
         );
-        counter(
-            &mut out,
+        text.counter(
             "flowgate_packet_ins_dropped_total",
             "Packet-ins dropped by the rate limit.",
             load(&self.packet_ins_dropped),
         );
-        self.errors.render(
-            &mut out,
+        text.labeled_counter(
             "flowgate_openflow_errors_total",
-            "type",
             "OpenFlow errors received, by name.",
+            ["type"],
+            &self.errors,
         );
-        counter(
-            &mut out,
+        text.counter(
             "flowgate_malformed_connections_total",
             "Connections dropped for malformed OpenFlow.",
             load(&self.malformed),
         );
-        counter(
-            &mut out,
+        text.counter(
             "flowgate_dead_peers_total",
             "Connections dropped because the switch stopped answering.",
             load(&self.dead_peers),
         );
-        counter(
-            &mut out,
+        text.counter(
             "flowgate_tls_refused_total",
             "TLS connections refused: no valid client certificate, or no completed handshake.",
             load(&self.tls_refused),
         );
-        out
     }
+}
+
+/// A datapath id as its label value: 16 hex digits, as Open vSwitch shows it.
+fn datapath_label(datapath_id: u64) -> String {
+    format!("{datapath_id:016x}")
 }
 
 fn load(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
 }
 
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
     fn renders_prometheus_text() {
         let m = Metrics::default();
         m.flow_mods_sent[0].fetch_add(3, Ordering::Relaxed);
-        m.errors.inc("OFPBAC_BAD_OUT_PORT");
+        m.errors.inc(["OFPBAC_BAD_OUT_PORT"]);
         m.reconcile_duration.observe(Duration::from_millis(2));
         let text = m.render(&[SwitchGauges {
             datapath_id: 1,

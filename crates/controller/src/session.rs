@@ -840,7 +840,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
                 Ok(true)
             }
             Message::Error(e) if is_slave_error(e, VERSION) => {
-                self.shared.metrics.errors.inc(&e.code.describe(VERSION));
+                self.shared.metrics.errors.inc([&e.code.describe(VERSION)]);
                 if !matches!(mode, Mode::Reader) {
                     tracing::warn!(
                         datapath_id = format_args!("{dpid:016x}"),
@@ -918,7 +918,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
         }
         for r in &report.rejected {
             let name = r.error.code.describe(VERSION);
-            metrics.errors.inc(&name);
+            metrics.errors.inc([&name]);
             tracing::warn!(
                 datapath_id = format_args!("{dpid:016x}"),
                 cookie = format_args!("{:#x}", r.flow.cookie()),
@@ -931,7 +931,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
         }
         for e in &report.other_errors {
             let name = e.code.describe(VERSION);
-            metrics.errors.inc(&name);
+            metrics.errors.inc([&name]);
             tracing::warn!(datapath_id = format_args!("{dpid:016x}"), error = %name, "bundle failed");
         }
         let _ = self.shared.events.send(ControllerEvent::Reconciled {
@@ -990,7 +990,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
             }
             Message::Error(e) if !consumed_by_round => {
                 let name = e.code.describe(msg.version);
-                self.shared.metrics.errors.inc(&name);
+                self.shared.metrics.errors.inc([&name]);
                 let request = e
                     .offending_header()
                     .map(|h| self.writer.describe(h.xid))
@@ -1004,7 +1004,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
                     2 => "invalid_ttl",
                     _ => "other",
                 };
-                self.shared.metrics.packet_ins.inc(reason);
+                self.shared.metrics.packet_ins.inc([reason]);
                 if packet_ins.try_take(Instant::now()) {
                     let _ = self.shared.events.send(ControllerEvent::PacketIn {
                         datapath_id: dpid,

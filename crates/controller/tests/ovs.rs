@@ -123,7 +123,7 @@ fn a_flow_the_switch_rejects_is_reported_once_and_not_retried() {
         report.rejected[0].error.code.describe(Version::OF13),
         "OFPBAC_BAD_OUT_PORT"
     );
-    assert_eq!(h.controller.metrics().errors.get("OFPBAC_BAD_OUT_PORT"), 1);
+    assert_eq!(h.controller.metrics().errors.get(["OFPBAC_BAD_OUT_PORT"]), 1);
     // The good flows got in (a bundle commit never applies a refused flow,
     // and the rest is retried without it).
     testbed::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
@@ -179,7 +179,7 @@ fn packet_ins_are_rate_limited_and_packet_outs_reach_hosts() {
     assert_eq!(packet_in.data, frame);
     assert_eq!(packet_in.in_port(), Some(PortNo(1)));
     testbed::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-        h.controller.metrics().packet_ins.get("action") == 20
+        h.controller.metrics().packet_ins.get(["action"]) == 20
     })
     .unwrap();
     let dropped = h

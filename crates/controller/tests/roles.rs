@@ -188,5 +188,5 @@ fn slaves_hear_the_packet_ins_of_controller_actions() {
     // A slave's own packet-outs are not sent.
     b.rt.block_on(b.controller.packet_out(DPID, out)).unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(a.controller.metrics().packet_ins.get("action"), 1);
+    assert_eq!(a.controller.metrics().packet_ins.get(["action"]), 1);
 }
