@@ -11,6 +11,7 @@ pub mod counters;
 pub mod filter;
 pub mod https;
 pub mod limits;
+pub mod metrics;
 pub mod params;
 pub mod xml;
 
@@ -30,6 +31,7 @@ use store::Store;
 use crate::actions::{Ctx, OsEntropy};
 use crate::auth::SignedRequest;
 use crate::limits::{Limiter, Limits};
+use crate::metrics::{ApiMetrics, Refusal};
 use crate::params::Params;
 
 /// The API version used when a request names none.
@@ -86,6 +88,8 @@ pub struct Api {
     counters: Option<std::sync::Arc<dyn counters::RuleCounters>>,
     /// Request rate limits and the bound on requests in progress.
     limiter: Limiter,
+    /// What `/metrics` shows of the API.
+    metrics: ApiMetrics,
 }
 
 impl Api {
@@ -100,7 +104,13 @@ impl Api {
             request_counter: AtomicU64::new(0),
             console: None,
             counters: None,
+            metrics: ApiMetrics::default(),
         }
+    }
+
+    /// The API's metrics.
+    pub fn metrics(&self) -> &ApiMetrics {
+        &self.metrics
     }
 
     /// The same API answering GetConsoleOutput from `driver`.
@@ -167,15 +177,52 @@ const MAX_BODY: usize = 2 * 1024 * 1024;
 /// and one whose body does not arrive within [`Limits::body_timeout`]:
 /// clients that send headers and then nothing would otherwise hold every
 /// place, unauthenticated, and lock everyone out.
+///
+/// Every request is counted here, once answered, in the API's metrics.
 async fn bounded(
     AxumState(api): AxumState<Arc<Api>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let arrived = std::time::Instant::now();
+    let response = admit_and_run(&api, request, next).await;
+    let (action, code) = match response.extensions().get::<Answered>() {
+        Some(answered) => (answered.action, answered.code),
+        // Every answer of this crate says what it was; one made by axum
+        // itself would not.
+        None => (metrics::UNKNOWN_ACTION, metrics::UNKNOWN_ACTION),
+    };
+    api.metrics.answered(action, code, arrived.elapsed());
+    response
+}
+
+/// What a request was answered, for the metrics: the action's label and
+/// the EC2 error code (or "ok"), carried from the handler to [`bounded`]
+/// in the response's extensions.
+#[derive(Debug, Clone, Copy)]
+struct Answered {
+    action: &'static str,
+    code: &'static str,
+}
+
+impl Answered {
+    fn new(action: &str, code: &'static str) -> Answered {
+        Answered {
+            action: actions::known_name(action).unwrap_or(metrics::UNKNOWN_ACTION),
+            code,
+        }
+    }
+}
+
+/// The work of [`bounded`]: the bound on requests in progress, the body's
+/// deadline, then the request itself.
+async fn admit_and_run(api: &Api, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let Ok(_permit) = api.limiter.enter() else {
+        api.metrics.refused(Refusal::InProgress);
         let error = Ec2Error::Unavailable("too many requests in progress; retry later".into());
         return error_response(&error, &api.next_request_id(), "");
     };
+    let _in_progress = api.metrics.in_progress();
     let (parts, body) = request.into_parts();
     let timeout = api.config.limits.body_timeout;
     let body = match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY)).await {
@@ -187,6 +234,7 @@ async fn bounded(
             return error_response(&error, &api.next_request_id(), "");
         }
         Err(_) => {
+            api.metrics.refused(Refusal::BodyTimeout);
             let error = Ec2Error::Unavailable(format!("the request body did not arrive within {timeout:?}"));
             return error_response(&error, &api.next_request_id(), "");
         }
@@ -234,7 +282,13 @@ async fn handle(
     let started = std::time::Instant::now();
     let (result, action) = answer(&api, &method, &uri, &headers, &body, &request_id).await;
     let response = match result {
-        Ok(xml) => xml_response(StatusCode::OK, xml, &request_id),
+        Ok(xml) => {
+            let mut response = xml_response(StatusCode::OK, xml, &request_id);
+            response
+                .extensions_mut()
+                .insert(Answered::new(&action, metrics::OK));
+            response
+        }
         Err(error) => error_response(&error, &request_id, &action),
     };
     tracing::trace!(%request_id, action, status = response.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
@@ -245,7 +299,11 @@ async fn handle(
 fn error_response(error: &Ec2Error, request_id: &str, action: &str) -> Response {
     let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     tracing::debug!(%request_id, action, code = error.code(), "request refused");
-    xml_response(status, xml::error_body(error, request_id), request_id)
+    let mut response = xml_response(status, xml::error_body(error, request_id), request_id);
+    response
+        .extensions_mut()
+        .insert(Answered::new(action, error.code()));
+    response
 }
 
 fn xml_response(status: StatusCode, body: String, request_id: &str) -> Response {
@@ -314,6 +372,7 @@ async fn answer(
         actions::is_mutating(&action),
         std::time::Instant::now(),
     ) {
+        api.metrics.refused(Refusal::RateLimit);
         return (Err(Ec2Error::RequestLimitExceeded), action);
     }
     let result = async {

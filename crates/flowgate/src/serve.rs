@@ -12,6 +12,8 @@ use controller::{Controller, ListenAddr, Listener, RoleClaim};
 use ec2api::Api;
 use ec2api::compute::ComputeDriver;
 use store::Store;
+use store::election::Leadership;
+use tokio::sync::watch;
 
 use crate::config::Config;
 
@@ -156,6 +158,8 @@ impl Serving {
                 ))
             }
         };
+        // /metrics shows the election too: a receiver of its own.
+        let election = leadership.clone();
         crate::nodes::follow(leadership, controller.clone(), compute);
         // Ports of external hypervisors may name their instance only in
         // external_ids:iface-id, which only the hypervisor's database tells.
@@ -171,18 +175,24 @@ impl Serving {
             config.dataplane_config(),
             iface_ids_rx,
         ));
-        if let Some(addr) = config.metrics_listen()? {
-            start_metrics(addr, controller.clone()).await?;
-        }
         let counters = Arc::new(crate::counters::SwitchCounters::new(
             store.clone(),
             controller.clone(),
         ));
         let api = Arc::new(
-            Api::new(store, api_config.clone())
+            Api::new(store.clone(), api_config.clone())
                 .with_console(driver.clone())
                 .with_rule_counters(counters),
         );
+        if let Some(addr) = config.metrics_listen()? {
+            let sources = MetricsSources {
+                controller: controller.clone(),
+                api: api.clone(),
+                store,
+                election,
+            };
+            start_metrics(addr, sources).await?;
+        }
         tracing::info!(
             api = %api_config.listen,
             https = api_tls.is_some(),
@@ -248,19 +258,44 @@ async fn start_controller(config: &Config, tcp: OpenflowTcp, role: RoleClaim) ->
     Ok(controller)
 }
 
-/// Serves the controller's metrics in the Prometheus text format.
-async fn start_metrics(addr: SocketAddr, controller: Controller) -> Result<(), String> {
+/// Everything `/metrics` shows.
+#[derive(Clone)]
+struct MetricsSources {
+    controller: Controller,
+    api: Arc<Api>,
+    store: Store,
+    /// This node's part in the election, on PostgreSQL.
+    election: Option<watch::Receiver<Leadership>>,
+}
+
+impl MetricsSources {
+    /// Every metric in the Prometheus text format: the controller's, the
+    /// API's, the store's and, on PostgreSQL, the election's.
+    fn render(&self) -> String {
+        let mut text = metrics::Text::new();
+        self.controller.write_metrics(&mut text);
+        self.api.metrics().write(&mut text);
+        self.store.write_metrics(&mut text);
+        if let Some(election) = &self.election {
+            store::election::write_metrics(*election.borrow(), &mut text);
+        }
+        text.finish()
+    }
+}
+
+/// Serves the metrics of `sources` in the Prometheus text format.
+async fn start_metrics(addr: SocketAddr, sources: MetricsSources) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let controller = controller.clone();
+            let sources = sources.clone();
             async move {
                 (
                     [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    controller.render_metrics(),
+                    sources.render(),
                 )
             }
         }),

@@ -90,6 +90,23 @@ impl Leadership {
     }
 }
 
+/// Writes this node's part in the election to `text`: whether it leads
+/// (`flowgate_node_leader`, 0 or 1) and the latest election's epoch it
+/// knows (`flowgate_election_epoch`, 0 until the database answers).
+pub fn write_metrics(leadership: Leadership, text: &mut ::metrics::Text) {
+    let leads = matches!(leadership, Leadership::Leader { .. });
+    text.gauge(
+        "flowgate_node_leader",
+        "Whether this node leads (the switches' OpenFlow master, running the compute reconciler): 1 or 0.",
+        u8::from(leads),
+    );
+    text.gauge(
+        "flowgate_election_epoch",
+        "The epoch of the latest election this node knows of (the generation id of the master's OpenFlow role).",
+        leadership.epoch(),
+    );
+}
+
 /// Starts taking part in the election on the PostgreSQL database at `url`
 /// as `node` (a name for operators: `SELECT * FROM leader` shows who
 /// leads). Runs on the current tokio runtime until every receiver of the
@@ -270,4 +287,28 @@ pub async fn current(url: &str) -> Result<(u64, String, u64), StoreError> {
     let elected = to_u64(row.try_get(2)?);
     let _ = conn.close().await;
     Ok((epoch, node, elected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(leadership: Leadership) -> String {
+        let mut text = ::metrics::Text::new();
+        write_metrics(leadership, &mut text);
+        text.finish()
+    }
+
+    #[test]
+    fn metrics_say_whether_this_node_leads_and_the_epoch() {
+        let leader = rendered(Leadership::Leader { epoch: 7 });
+        assert!(leader.contains("\nflowgate_node_leader 1\n"), "{leader}");
+        assert!(leader.contains("\nflowgate_election_epoch 7\n"), "{leader}");
+        let follower = rendered(Leadership::Follower { epoch: 8 });
+        assert!(follower.contains("\nflowgate_node_leader 0\n"), "{follower}");
+        assert!(follower.contains("\nflowgate_election_epoch 8\n"), "{follower}");
+        let unknown = rendered(Leadership::Unknown);
+        assert!(unknown.contains("\nflowgate_node_leader 0\n"), "{unknown}");
+        assert!(unknown.contains("\nflowgate_election_epoch 0\n"), "{unknown}");
+    }
 }

@@ -31,6 +31,7 @@ pub mod backup;
 mod db;
 pub mod election;
 mod location;
+mod metrics;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +47,7 @@ pub use db::Database;
 pub use location::StoreLocation;
 
 use db::{Heard, Stored};
+use metrics::StoreMetrics;
 
 /// What went wrong in the storage layer.
 #[derive(Debug, Error)]
@@ -172,6 +174,9 @@ struct Shared {
     committed: RwLock<State>,
     revision: AtomicU64,
     feed: broadcast::Sender<ChangeEvent>,
+    metrics: StoreMetrics,
+    /// Whether the store is PostgreSQL's, with a listener.
+    listening: bool,
 }
 
 /// What the PostgreSQL listener tells the writer.
@@ -252,7 +257,7 @@ impl Store {
         });
         let (signal, signals) = mpsc::channel(1);
         let store = Store::launch(database, options, None, Some((wake.clone(), signals))).await?;
-        tokio::spawn(listen(listener, wake, signal));
+        tokio::spawn(listen(listener, wake, signal, store.shared.clone()));
         Ok(store)
     }
 
@@ -277,6 +282,8 @@ impl Store {
             committed: RwLock::new(state.clone()),
             revision: AtomicU64::new(revision),
             feed,
+            metrics: StoreMetrics::default(),
+            listening: wake.is_some(),
         });
         let (jobs, inbox) = mpsc::channel(4096);
         let writer = Writer {
@@ -305,6 +312,13 @@ impl Store {
     /// The revision of the committed model.
     pub fn revision(&self) -> u64 {
         self.shared.revision.load(Ordering::Acquire)
+    }
+
+    /// Writes the store's metrics (transactions, mutations, changes from
+    /// other processes, the revision) to `text`.
+    pub fn write_metrics(&self, text: &mut ::metrics::Text) {
+        let shared = &self.shared;
+        shared.metrics.write(text, self.revision(), shared.listening);
     }
 
     /// A copy of the committed model, its revision, and a receiver of every
@@ -377,7 +391,7 @@ fn clone_error(err: &StoreError) -> StoreError {
 
 /// Runs until the store is dropped: turns PostgreSQL's notifications of
 /// commits (by any node, this one included) into wake-ups of the writer.
-async fn listen(mut listener: db::Listener, wake: Arc<Wake>, signal: mpsc::Sender<()>) {
+async fn listen(mut listener: db::Listener, wake: Arc<Wake>, signal: mpsc::Sender<()>, shared: Arc<Shared>) {
     loop {
         let heard = tokio::select! {
             _ = signal.closed() => return,
@@ -387,11 +401,22 @@ async fn listen(mut listener: db::Listener, wake: Arc<Wake>, signal: mpsc::Sende
             Heard::Revision(revision) => {
                 wake.notified.fetch_max(revision, Ordering::AcqRel);
             }
-            Heard::MaybeMissed => wake.lost.store(true, Ordering::Release),
+            Heard::MaybeMissed => {
+                shared.metrics.listener_lost.inc();
+                wake.lost.store(true, Ordering::Release);
+            }
         }
         // Capacity one: a wake-up already pending covers this one too.
         let _ = signal.try_send(());
     }
+}
+
+/// What a transaction that did not fail did.
+enum Committed {
+    /// It wrote changes and committed them.
+    Written,
+    /// It had nothing to write and was rolled back.
+    Nothing,
 }
 
 /// The single writer: owns the database connection and the working copy.
@@ -451,6 +476,7 @@ impl Writer {
         match self.database.read_since(self.applied).await {
             Ok(Some((revision, stored))) => {
                 let external = absorb(&mut self.working, stored);
+                self.shared.metrics.external_changes.add(external.len() as u64);
                 self.publish(revision, external);
             }
             Ok(None) => {}
@@ -465,6 +491,18 @@ impl Writer {
         let started = std::time::Instant::now();
         let result = self.try_commit_batch(batch, inbox).await;
         tracing::trace!(micros = started.elapsed().as_micros() as u64, "store batch");
+        let metrics = &self.shared.metrics;
+        match &result {
+            Ok(Committed::Written) => {
+                metrics.transactions.inc();
+                metrics.commit_duration.observe(started.elapsed());
+            }
+            Ok(Committed::Nothing) => {}
+            Err((_, completions)) => {
+                metrics.transactions_failed.inc();
+                metrics.mutations_failed.add(completions.len() as u64);
+            }
+        }
         if let Err((err, completions)) = result {
             tracing::error!(error = %err, "store transaction failed; nothing of it was kept");
             for complete in completions {
@@ -487,20 +525,35 @@ impl Writer {
         &mut self,
         mut batch: Vec<Job>,
         inbox: &mut mpsc::Receiver<Job>,
-    ) -> Result<(), (StoreError, Vec<Completion>)> {
+    ) -> Result<Committed, (StoreError, Vec<Completion>)> {
         let mut tx = match self.database.begin().await {
             Ok(tx) => tx,
-            Err(err) => return Err((err, run_and_collect(batch, &mut self.working))),
+            Err(err) => {
+                return Err((
+                    err,
+                    run_and_collect(batch, &mut self.working, &self.shared.metrics),
+                ));
+            }
         };
         let revision = match tx.bump_revision().await {
             Ok(revision) => revision,
-            Err(err) => return Err((err, run_and_collect(batch, &mut self.working))),
+            Err(err) => {
+                return Err((
+                    err,
+                    run_and_collect(batch, &mut self.working, &self.shared.metrics),
+                ));
+            }
         };
         // What others committed since we last looked comes first.
         let external = if revision > self.applied + 1 {
             match tx.changed(self.applied, revision - 1).await {
                 Ok(stored) => absorb(&mut self.working, stored),
-                Err(err) => return Err((err, run_and_collect(batch, &mut self.working))),
+                Err(err) => {
+                    return Err((
+                        err,
+                        run_and_collect(batch, &mut self.working, &self.shared.metrics),
+                    ));
+                }
             }
         } else {
             Vec::new()
@@ -513,18 +566,19 @@ impl Writer {
                 Err(_) => break,
             }
         }
-        let completions = run_and_collect(batch, &mut self.working);
+        let completions = run_and_collect(batch, &mut self.working, &self.shared.metrics);
         let changes = self.working.take_journal();
         if changes.is_empty() {
             // Nothing of ours to persist: release the lock without a write.
             if let Err(err) = tx.rollback().await {
                 tracing::warn!(error = %err, "rollback of an empty transaction failed");
             }
+            self.count_committed(&external, &completions);
             self.publish(revision - 1, external);
             for complete in completions {
                 complete(Ok(revision - 1));
             }
-            return Ok(());
+            return Ok(Committed::Nothing);
         }
         let written = async {
             tx.write_changes(revision, &changes).await?;
@@ -538,13 +592,23 @@ impl Writer {
         if let Err(err) = written {
             return Err((err, completions));
         }
+        self.count_committed(&external, &completions);
         let mut all = external;
         all.extend(changes);
         self.publish(revision, all);
         for complete in completions {
             complete(Ok(revision));
         }
-        Ok(())
+        Ok(Committed::Written)
+    }
+
+    /// Counts what a transaction brought in from others and the mutations
+    /// it committed; counted once it succeeded, as a failed one is done
+    /// again.
+    fn count_committed(&self, external: &[Change], completions: &[Completion]) {
+        let metrics = &self.shared.metrics;
+        metrics.external_changes.add(external.len() as u64);
+        metrics.mutations_committed.add(completions.len() as u64);
     }
 
     /// Makes `changes` (committed up to `revision`) visible to readers and
@@ -631,8 +695,9 @@ fn absorb(working: &mut State, stored: Stored) -> Vec<Change> {
     changes
 }
 
-/// Runs each job on the working state; a rejected job's partial changes are rolled back.
-fn run_and_collect(batch: Vec<Job>, working: &mut State) -> Vec<Completion> {
+/// Runs each job on the working state; a rejected job's partial changes
+/// are rolled back (and counted in `metrics`).
+fn run_and_collect(batch: Vec<Job>, working: &mut State, metrics: &StoreMetrics) -> Vec<Completion> {
     let mut completions = Vec::with_capacity(batch.len());
     for job in batch {
         let mark = working.journal_len();
@@ -641,6 +706,7 @@ fn run_and_collect(batch: Vec<Job>, working: &mut State) -> Vec<Completion> {
             completions.push(outcome.complete);
         } else {
             working.rollback_to(mark);
+            metrics.mutations_rejected.inc();
         }
     }
     completions

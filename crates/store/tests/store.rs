@@ -324,6 +324,61 @@ async fn a_store_behind_the_pruned_change_log_catches_up_in_full(db: &Db) {
     assert_eq!(asleep.read().objects(), writer.read().objects());
 }
 
+/// The store's metrics: a transaction and its mutation committed, a
+/// refused mutation counted without a transaction, another process's
+/// commit counted as changes brought in, and the revision.
+async fn metrics_count_transactions_mutations_and_other_processes_changes(db: &Db) {
+    let store = db.open(options()).await;
+    let account = setup(&store).await;
+    let sample = |series: &str| -> u64 {
+        let mut text = metrics::Text::new();
+        store.write_metrics(&mut text);
+        let text = text.finish();
+        let prefix = format!("{series} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert_eq!(sample("flowgate_store_transactions_total"), 1);
+    assert_eq!(sample("flowgate_store_commit_duration_seconds_count"), 1);
+    assert_eq!(sample("flowgate_store_mutations_total{outcome=\"committed\"}"), 1);
+    assert_eq!(sample("flowgate_store_revision"), store.revision());
+
+    let a = account.clone();
+    let refused = store
+        .mutate(move |s| {
+            s.allocate_address(&a, Domain::Vpc, 5, &mut SeededEntropy(1))?;
+            Err::<(), _>(Ec2Error::AddressLimitExceeded)
+        })
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(sample("flowgate_store_mutations_total{outcome=\"rejected\"}"), 1);
+    assert_eq!(
+        sample("flowgate_store_transactions_total"),
+        1,
+        "a refusal writes nothing"
+    );
+
+    // Another process (a node, `flowgate admin`) commits an image.
+    let other = db.open(options()).await;
+    let image = other
+        .mutate(|s| s.add_image("debian-12", "", &mut SeededEntropy(5)))
+        .await
+        .unwrap();
+    drop(other);
+    store.sync().await.unwrap();
+    assert!(store.read().image(&image.id).is_some());
+    assert_eq!(sample("flowgate_store_external_changes_total"), 1);
+    assert_eq!(
+        sample("flowgate_store_transactions_total"),
+        1,
+        "nothing of its own written"
+    );
+    assert_eq!(sample("flowgate_store_revision"), store.revision());
+    assert_eq!(sample("flowgate_store_transactions_failed_total"), 0);
+}
+
 /// Each test above runs once per backend: `sqlite::NAME` and `postgres::NAME`.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -353,4 +408,5 @@ on_both_backends!(
     concurrent_writers_on_two_stores_never_hand_out_an_address_twice,
     allocation_churn_on_two_stores_keeps_every_index_right,
     a_store_behind_the_pruned_change_log_catches_up_in_full,
+    metrics_count_transactions_mutations_and_other_processes_changes,
 );

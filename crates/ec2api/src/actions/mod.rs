@@ -103,43 +103,56 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The actions that change something.
+const MUTATING: &[&str] = &[
+    "AllocateAddress",
+    "AssociateAddress",
+    "DisassociateAddress",
+    "ReleaseAddress",
+    "CreateSecurityGroup",
+    "DeleteSecurityGroup",
+    "AuthorizeSecurityGroupIngress",
+    "AuthorizeSecurityGroupEgress",
+    "RevokeSecurityGroupIngress",
+    "RevokeSecurityGroupEgress",
+    "RunInstances",
+    "TerminateInstances",
+    "ModifyInstanceAttribute",
+    "CreateTags",
+    "DeleteTags",
+];
+
+/// The actions that only read.
+const READING: &[&str] = &[
+    "DescribeAddresses",
+    "DescribeSecurityGroups",
+    "DescribeSecurityGroupRules",
+    "DescribeInstances",
+    "DescribeImages",
+    "DescribeRegions",
+    "DescribeAvailabilityZones",
+    "DescribeTags",
+    "GetConsoleOutput",
+];
+
 /// Whether an action changes anything (DryRun and read-only keys apply to these).
 pub fn is_mutating(action: &str) -> bool {
-    matches!(
-        action,
-        "AllocateAddress"
-            | "AssociateAddress"
-            | "DisassociateAddress"
-            | "ReleaseAddress"
-            | "CreateSecurityGroup"
-            | "DeleteSecurityGroup"
-            | "AuthorizeSecurityGroupIngress"
-            | "AuthorizeSecurityGroupEgress"
-            | "RevokeSecurityGroupIngress"
-            | "RevokeSecurityGroupEgress"
-            | "RunInstances"
-            | "TerminateInstances"
-            | "ModifyInstanceAttribute"
-            | "CreateTags"
-            | "DeleteTags"
-    )
+    MUTATING.contains(&action)
 }
 
 /// Whether flowgate knows the action.
 pub fn is_known(action: &str) -> bool {
-    is_mutating(action)
-        || matches!(
-            action,
-            "DescribeAddresses"
-                | "DescribeSecurityGroups"
-                | "DescribeSecurityGroupRules"
-                | "DescribeInstances"
-                | "DescribeImages"
-                | "DescribeRegions"
-                | "DescribeAvailabilityZones"
-                | "DescribeTags"
-                | "GetConsoleOutput"
-        )
+    known_name(action).is_some()
+}
+
+/// The action's name if flowgate knows it: a label value from a bounded
+/// set, whatever a client sends.
+pub fn known_name(action: &str) -> Option<&'static str> {
+    MUTATING
+        .iter()
+        .chain(READING)
+        .find(|known| **known == action)
+        .copied()
 }
 
 /// Runs the request's action.

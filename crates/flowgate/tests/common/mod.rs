@@ -58,7 +58,8 @@ impl Drop for TempDir {
     }
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -172,10 +173,16 @@ impl Server {
             .map(|pg| format!("url = \"{}\"\n", pg.url()))
             .unwrap_or_default();
         // Every server of a parallel test run needs ports of its own: the
-        // OpenFlow listener gets a free one, the metrics endpoint none.
+        // OpenFlow listener gets a free one, the metrics endpoint none
+        // unless the test configures it (with a free port).
+        let metrics = if config_toml.contains("[metrics]") {
+            ""
+        } else {
+            "[metrics]\nlisten = \"\"\n"
+        };
         std::fs::write(
             &config,
-            format!("[store]\n{url}poll_interval_ms = 50\n[metrics]\nlisten = \"\"\n{config_toml}"),
+            format!("[store]\n{url}poll_interval_ms = 50\n{metrics}{config_toml}"),
         )
         .unwrap();
         Server {
