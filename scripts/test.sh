@@ -20,10 +20,10 @@ run_tests() {
   fi
 }
 run_tests --workspace
-# The EC2 API client tests (HTTPS and limits too) once more, on the
-# PostgreSQL store (each test starts a private server). The store's own
-# tests run on both stores above.
-FLOWGATE_TEST_STORE=postgres run_tests -p flowgate --test clients --test durability --test https --test limits
+# The EC2 API client tests (HTTPS, limits and metrics too) once more, on
+# the PostgreSQL store (each test starts a private server); the election's
+# metrics exist only there. The store's own tests run on both stores above.
+FLOWGATE_TEST_STORE=postgres run_tests -p flowgate --test clients --test durability --test https --test limits --test metrics
 cargo test --workspace --doc
 
 # Nothing may be left behind. Lab namespaces are named fgt-<pid>-<n>,
