@@ -12,7 +12,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{Server, signed_post};
+use common::{Server, free_port, scrape_metrics, signed_post};
 use testbed::wait_until;
 
 const DESCRIBE: &str = "Action=DescribeAddresses&Version=2016-11-15";
@@ -53,30 +53,37 @@ fn bursts_beyond_an_accounts_bucket_get_request_limit_exceeded() {
 
 #[test]
 fn requests_beyond_the_bound_in_progress_get_unavailable_until_one_finishes() {
-    let mut server = Server::prepare("[api]\nmax_requests_in_progress = 1\n");
+    let metrics = free_port();
+    let mut server = Server::prepare(&format!(
+        "[api]\nmax_requests_in_progress = 1\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"
+    ));
     let alice = server.account("alice");
     server.launch();
     let call = || signed_post(server.port, &alice, DESCRIBE).expect("the server answers");
     assert_eq!(call().0, 200, "one request at a time passes");
 
     // A request whose body never comes stays in progress and holds the
-    // only place.
+    // only place. No other request is made until the server says it holds
+    // it: one arriving first would take the place and turn it away.
     let mut held = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     held.write_all(
         b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n\
           Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nAction=",
     )
     .unwrap();
-    // Until the server has taken it up, others may still pass.
-    let mut refused = None;
-    let waited = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
-        let (status, body) = call();
-        let unavailable = status == 503;
-        refused = Some(body).filter(|_| unavailable);
-        unavailable
+    let holding = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        scrape_metrics(metrics).is_some_and(|text| {
+            text.lines()
+                .any(|line| line == "flowgate_api_requests_in_progress 1")
+        })
     });
-    assert!(waited.is_ok(), "never turned away:\n{}", server.log());
-    let body = refused.unwrap();
+    assert!(
+        holding.is_ok(),
+        "the held request never took the place:\n{}",
+        server.log()
+    );
+    let (status, body) = call();
+    assert_eq!(status, 503, "turned away while the place is held: {body}");
     assert!(
         body.contains("<Code>Unavailable</Code>") && body.contains("<RequestID>"),
         "EC2's XML: {body}"

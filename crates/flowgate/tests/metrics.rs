@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{Keys, Server, between, free_port, signed_post};
+use common::{Keys, Server, between, free_port, scrape_metrics, signed_post};
 use testbed::wait_until;
 
 #[test]
@@ -39,10 +39,10 @@ fn metrics_count_api_requests_store_commits_and_render_valid_text() {
     server.launch();
     // The API listens before the metrics endpoint is up.
     wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
-        scrape(metrics_port).is_some()
+        scrape_metrics(metrics_port).is_some()
     })
     .unwrap_or_else(|_| panic!("no /metrics on port {metrics_port}:\n{}", server.log()));
-    let before = Samples::parse(&scrape(metrics_port).unwrap());
+    let before = Samples::parse(&scrape_metrics(metrics_port).unwrap());
 
     let call = |keys: &Keys, body: &str| signed_post(server.port, keys, body).expect("the server answers");
     let (status, _) = call(&alice, "Action=DescribeAddresses&Version=2016-11-15");
@@ -67,7 +67,7 @@ fn metrics_count_api_requests_store_commits_and_render_valid_text() {
     let (status, limited) = call(&alice, "Action=DescribeAddresses&Version=2016-11-15");
     assert_eq!(status, 503, "{limited}");
 
-    let text = scrape(metrics_port).unwrap();
+    let text = scrape_metrics(metrics_port).unwrap();
     let after = Samples::parse(&text);
     let requests = |action: &str, code: &str| {
         after.value(&format!(
@@ -148,26 +148,13 @@ fn metrics_count_api_requests_store_commits_and_render_valid_text() {
             );
             // The only node leads once the election has answered.
             wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
-                let samples = Samples::parse(&scrape(metrics_port).unwrap_or_default());
+                let samples = Samples::parse(&scrape_metrics(metrics_port).unwrap_or_default());
                 samples.value("flowgate_node_leader") == Some(1.0)
                     && samples.value("flowgate_election_epoch").is_some_and(|e| e > 0.0)
             })
             .unwrap_or_else(|_| panic!("this node never led:\n{text}"));
         }
     }
-}
-
-/// The body of `GET /metrics` on `port`, if it answers 200.
-fn scrape(port: u16) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
 /// The samples of a Prometheus text exposition, each `name{labels}` with
