@@ -4,7 +4,6 @@
 //! into their flows, and the Prometheus `/metrics` endpoint.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
@@ -20,16 +19,8 @@ use crate::config::Config;
 /// `flowgate serve [--config FILE] [--data-dir DIR] [--store URL] [--api-listen ADDR:PORT] [--openflow-listen ADDR:PORT]`
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Configuration file (default: /etc/flowgate/flowgate.toml if present).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Data directory holding the store (overrides `data_dir`; default /var/lib/flowgate).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// The store: a postgres:// URL shared by several nodes (overrides
-    /// `store.url`; default: SQLite in the data directory).
-    #[arg(long, value_name = "URL")]
-    pub store: Option<String>,
+    #[command(flatten)]
+    pub store: crate::admin::StoreArgs,
     /// Address and port of the EC2 Query API (overrides `api.listen`; default 127.0.0.1:8773).
     #[arg(long, value_name = "ADDR:PORT")]
     pub api_listen: Option<SocketAddr>,
@@ -40,13 +31,7 @@ pub struct ServeArgs {
 
 /// Loads the configuration with the flags applied on top.
 pub fn effective_config(args: &ServeArgs) -> Result<Config, String> {
-    let mut config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
-    if let Some(dir) = &args.data_dir {
-        config.data_dir = dir.clone();
-    }
-    if let Some(url) = &args.store {
-        config.store.url = url.clone();
-    }
+    let mut config = args.store.config()?;
     if let Some(listen) = args.api_listen {
         config.api.listen = listen;
     }
