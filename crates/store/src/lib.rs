@@ -353,13 +353,14 @@ impl Store {
                     let _ = reply.send(result);
                 }),
             },
-            Err(err) => {
-                let _ = reply.send(Err(MutateError::Rejected(err)));
-                Outcome {
-                    accepted: false,
-                    complete: Box::new(|_| {}),
-                }
-            }
+            // Answered by the writer once the refusal is rolled back and
+            // counted.
+            Err(err) => Outcome {
+                accepted: false,
+                complete: Box::new(move |_| {
+                    let _ = reply.send(Err(MutateError::Rejected(err)));
+                }),
+            },
         });
         self.jobs
             .send(job)
@@ -489,15 +490,11 @@ impl Writer {
 
     async fn commit_batch(&mut self, batch: Vec<Job>, inbox: &mut mpsc::Receiver<Job>) {
         let started = std::time::Instant::now();
-        let result = self.try_commit_batch(batch, inbox).await;
+        let result = self.try_commit_batch(batch, inbox, started).await;
         tracing::trace!(micros = started.elapsed().as_micros() as u64, "store batch");
         let metrics = &self.shared.metrics;
         match &result {
-            Ok(Committed::Written) => {
-                metrics.transactions.inc();
-                metrics.commit_duration.observe(started.elapsed());
-            }
-            Ok(Committed::Nothing) => {}
+            Ok(_) => {}
             Err((_, completions)) => {
                 metrics.transactions_failed.inc();
                 metrics.mutations_failed.add(completions.len() as u64);
@@ -525,6 +522,7 @@ impl Writer {
         &mut self,
         mut batch: Vec<Job>,
         inbox: &mut mpsc::Receiver<Job>,
+        started: std::time::Instant,
     ) -> Result<Committed, (StoreError, Vec<Completion>)> {
         let mut tx = match self.database.begin().await {
             Ok(tx) => tx,
@@ -573,7 +571,7 @@ impl Writer {
             if let Err(err) = tx.rollback().await {
                 tracing::warn!(error = %err, "rollback of an empty transaction failed");
             }
-            self.count_committed(&external, &completions);
+            self.count_committed(&external, &completions, None);
             self.publish(revision - 1, external);
             for complete in completions {
                 complete(Ok(revision - 1));
@@ -592,7 +590,7 @@ impl Writer {
         if let Err(err) = written {
             return Err((err, completions));
         }
-        self.count_committed(&external, &completions);
+        self.count_committed(&external, &completions, Some(started));
         let mut all = external;
         all.extend(changes);
         self.publish(revision, all);
@@ -603,10 +601,21 @@ impl Writer {
     }
 
     /// Counts what a transaction brought in from others and the mutations
-    /// it committed; counted once it succeeded, as a failed one is done
-    /// again.
-    fn count_committed(&self, external: &[Change], completions: &[Completion]) {
+    /// it committed, and the transaction itself if it wrote (`started`);
+    /// counted once it succeeded, as a failed one is done again, and before
+    /// anyone hears of the commit, so that a caller reads counts that
+    /// include it.
+    fn count_committed(
+        &self,
+        external: &[Change],
+        completions: &[Completion],
+        started: Option<std::time::Instant>,
+    ) {
         let metrics = &self.shared.metrics;
+        if let Some(started) = started {
+            metrics.transactions.inc();
+            metrics.commit_duration.observe(started.elapsed());
+        }
         metrics.external_changes.add(external.len() as u64);
         metrics.mutations_committed.add(completions.len() as u64);
     }
@@ -707,6 +716,8 @@ fn run_and_collect(batch: Vec<Job>, working: &mut State, metrics: &StoreMetrics)
         } else {
             working.rollback_to(mark);
             metrics.mutations_rejected.inc();
+            // The refusal's answer ignores the commit's outcome.
+            (outcome.complete)(Ok(0));
         }
     }
     completions
