@@ -69,22 +69,16 @@ pub fn free_port() -> u16 {
 
 /// Runs a command with a deadline; kills it when the deadline passes.
 /// Its output is drained while it runs, so a command that prints more than
-/// a pipe holds does not stall.
+/// a pipe holds does not stall; and once it is gone, what it printed is
+/// taken even if a process it left behind still holds its pipes open.
 pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let stdout = Drained::start(Box::new(child.stdout.take().unwrap()));
+    let stderr = Drained::start(Box::new(child.stderr.take().unwrap()));
     let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -95,16 +89,47 @@ pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
             let _ = child.wait();
             panic!(
                 "{command:?} did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&stdout.join().unwrap()),
-                String::from_utf8_lossy(&stderr.join().unwrap())
+                String::from_utf8_lossy(&stdout.finish()),
+                String::from_utf8_lossy(&stderr.finish())
             );
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     Output {
         status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
+        stdout: stdout.finish(),
+        stderr: stderr.finish(),
+    }
+}
+
+/// A pipe read to its end by a thread of its own, into a shared buffer.
+struct Drained {
+    bytes: Arc<std::sync::Mutex<Vec<u8>>>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl Drained {
+    fn start(mut pipe: Box<dyn Read + Send>) -> Drained {
+        let bytes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, done) = std::sync::mpsc::channel();
+        let sink = bytes.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&chunk[..n]);
+            }
+            let _ = tx.send(());
+        });
+        Drained { bytes, done }
+    }
+
+    /// What was read, once the pipe ends or, if a leftover process holds
+    /// it open, after a few seconds.
+    fn finish(self) -> Vec<u8> {
+        let _ = self.done.recv_timeout(Duration::from_secs(5));
+        std::mem::take(&mut *self.bytes.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
