@@ -9,7 +9,6 @@ pub mod auth;
 pub mod compute;
 pub mod counters;
 pub mod filter;
-pub mod forward;
 pub mod https;
 pub mod limits;
 pub mod metrics;
@@ -91,14 +90,7 @@ pub struct Api {
     limiter: Limiter,
     /// What `/metrics` shows of the API.
     metrics: ApiMetrics,
-    /// Where mutating requests go instead, while another node leads
-    /// ([`forward`]).
-    leader: Option<LeaderApi>,
 }
-
-/// Says where the leader's API is while another node leads; `None` when
-/// this node leads or no leader is known.
-pub type LeaderApi = std::sync::Arc<dyn Fn() -> Option<std::net::SocketAddr> + Send + Sync>;
 
 impl Api {
     /// An API over `store`.
@@ -113,7 +105,6 @@ impl Api {
             console: None,
             counters: None,
             metrics: ApiMetrics::default(),
-            leader: None,
         }
     }
 
@@ -133,32 +124,6 @@ impl Api {
     pub fn with_rule_counters(mut self, counters: std::sync::Arc<dyn counters::RuleCounters>) -> Api {
         self.counters = Some(counters);
         self
-    }
-
-    /// Forwards mutating requests to the API `leader` names while another
-    /// node leads ([`forward`]).
-    pub fn with_leader(mut self, leader: LeaderApi) -> Api {
-        self.leader = Some(leader);
-        self
-    }
-
-    /// The leader's API and the action, if a request should go there: it
-    /// changes something, another node leads, and it was not forwarded
-    /// here already.
-    fn forward_to(
-        &self,
-        uri: &Uri,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Option<(std::net::SocketAddr, String)> {
-        let leader = (self.leader.as_ref()?)()?;
-        if headers.contains_key(forward::FORWARDED) {
-            return None;
-        }
-        let mut params = Params::parse(uri.query().unwrap_or_default().as_bytes());
-        params.extend_from(body);
-        let action = params.get("Action")?;
-        actions::is_mutating(action).then(|| (leader, action.to_string()))
     }
 
     /// Where per-rule packet counts come from, if anywhere.
@@ -313,25 +278,6 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some((leader, action)) = api.forward_to(&uri, &headers, &body) {
-        match forward::send(leader, &method, &uri, &headers, &body).await {
-            Ok(mut response) => {
-                response
-                    .extensions_mut()
-                    .insert(Answered::new(&action, metrics::FORWARDED));
-                return response;
-            }
-            // Nothing was sent: answered here.
-            Err(error @ forward::ForwardError::Unreachable(..)) => {
-                tracing::warn!(%error, action, "answering here instead");
-            }
-            Err(error) => {
-                tracing::warn!(%error, action, "a forwarded request got no answer");
-                let error = Ec2Error::Unavailable("the leader did not answer; retry".into());
-                return error_response(&error, &api.next_request_id(), &action);
-            }
-        }
-    }
     let request_id = api.next_request_id();
     let started = std::time::Instant::now();
     let (result, action) = answer(&api, &method, &uri, &headers, &body, &request_id).await;

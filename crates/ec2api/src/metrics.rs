@@ -10,8 +10,6 @@ pub const UNKNOWN_ACTION: &str = "unknown";
 
 /// The code label of requests answered without an error.
 pub const OK: &str = "ok";
-/// The "code" of a request forwarded to the leader, which answered it.
-pub const FORWARDED: &str = "forwarded";
 
 /// Why a request was turned away at the door, as its label value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -138,10 +138,6 @@ pub struct StoreSection {
 pub struct NodesSection {
     /// This node's name in the election (empty: host name and API port).
     pub name: String,
-    /// Where the other nodes forward mutating requests while this node
-    /// leads (`HOST:PORT` of this node's plain-HTTP API); empty: the API's
-    /// listen address, unless it is 0.0.0.0 or HTTPS (then none forward).
-    pub advertise_api: String,
     /// How often a follower tries to lead, and the leader proves it does.
     pub election_interval_ms: u64,
     /// The leader steps down when the database leaves a proof unanswered
@@ -244,7 +240,6 @@ impl Default for NodesSection {
         let election = store::election::ElectionOptions::default();
         NodesSection {
             name: String::new(),
-            advertise_api: String::new(),
             election_interval_ms: election.interval.as_millis() as u64,
             lease_ms: election.lease.as_millis() as u64,
             session_timeout_ms: election.server_timeout.as_millis() as u64,

@@ -8,7 +8,6 @@
 //! when the leader goes. On SQLite there is one node, no election, and no
 //! role: the node is everything, as before.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use controller::{Controller, ControllerEvent, RoleClaim, SwitchRole};
@@ -28,34 +27,20 @@ const FIRST_ANSWER: Duration = Duration::from_secs(5);
 const TAKEOVER_WATCH: Duration = Duration::from_secs(60);
 
 /// Joins the election when the store is PostgreSQL and waits (bounded) for
-/// its first answer; `None` on SQLite. `api` is where this node's EC2 API
-/// listens, `https` whether it wants TLS.
+/// its first answer; `None` on SQLite.
 pub(crate) async fn join(
     config: &Config,
-    api: SocketAddr,
-    https: bool,
+    api_port: u16,
 ) -> Result<Option<watch::Receiver<Leadership>>, String> {
     let StoreLocation::Postgres(url) = config.store_location()? else {
         return Ok(None);
     };
     let name = if config.nodes.name.is_empty() {
-        format!("{}:{}", host_name(), api.port())
+        format!("{}:{api_port}", host_name())
     } else {
         config.nodes.name.clone()
     };
-    // Where the other nodes forward writes while this one leads.
-    let advertised = if !config.nodes.advertise_api.is_empty() {
-        config.nodes.advertise_api.clone()
-    } else if https || api.ip().is_unspecified() {
-        // Forwards are plain HTTP, and 0.0.0.0 names no one host.
-        tracing::info!(
-            "other nodes will not forward writes here: set nodes.advertise_api to this node's API address (plain HTTP)"
-        );
-        String::new()
-    } else {
-        api.to_string()
-    };
-    let mut leadership = election::start(&url, &name, &advertised, config.election_options())
+    let mut leadership = election::start(&url, &name, config.election_options())
         .map_err(|e| format!("cannot join the election: {e}"))?;
     let answered = tokio::time::timeout(FIRST_ANSWER, leadership.wait_for(|l| *l != Leadership::Unknown))
         .await
@@ -130,49 +115,6 @@ pub(crate) fn follow(
             }
         }
     });
-}
-
-/// Follows where the leader's API takes forwarded writes
-/// ([`ec2api::forward`]), while another node leads; `None` on SQLite.
-pub(crate) fn leader_api(
-    config: &Config,
-    leadership: Option<watch::Receiver<Leadership>>,
-) -> Result<Option<ec2api::LeaderApi>, String> {
-    let (Some(mut leadership), StoreLocation::Postgres(url)) = (leadership, config.store_location()?) else {
-        return Ok(None);
-    };
-    let (tx, rx) = watch::channel(None::<SocketAddr>);
-    tokio::spawn(async move {
-        loop {
-            let now = *leadership.borrow_and_update();
-            let target = match now {
-                Leadership::Follower { epoch } => leader_of(&url, epoch).await,
-                Leadership::Leader { .. } | Leadership::Unknown => None,
-            };
-            if *tx.borrow() != target {
-                tracing::info!(leader_api = ?target, "writes go to the leader's API");
-            }
-            tx.send_replace(target);
-            if leadership.changed().await.is_err() {
-                return;
-            }
-        }
-    });
-    Ok(Some(std::sync::Arc::new(move || *rx.borrow())))
-}
-
-/// The API of the leader elected in `epoch`, as the database says (asked a
-/// few times: the follower may learn the epoch before the row is readable).
-async fn leader_of(url: &str, epoch: u64) -> Option<SocketAddr> {
-    for _ in 0..10 {
-        match election::current(url).await {
-            Ok(leader) if leader.epoch >= epoch => return leader.api.parse().ok(),
-            Ok(_) => {}
-            Err(error) => tracing::debug!(%error, "cannot read who leads"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
 }
 
 /// Logs how long this node, just elected, took to be master of every

@@ -126,7 +126,7 @@ impl Serving {
             compute::Drivers::new(store.clone(), config.data_dir.join("instances"));
         // On PostgreSQL, nodes elect the switches' master; the role is known
         // (or bounded in waiting) before the first switch connects.
-        let leadership = crate::nodes::join(config, bound, api_tls.is_some()).await?;
+        let leadership = crate::nodes::join(config, bound.port()).await?;
         let controller =
             start_controller(config, openflow_tcp, crate::nodes::claim(leadership.as_ref())).await?;
         // The compute reconciler runs on the leader only: two nodes
@@ -145,7 +145,6 @@ impl Serving {
         };
         // /metrics shows the election too: a receiver of its own.
         let election = leadership.clone();
-        let leader_api = crate::nodes::leader_api(config, leadership.clone())?;
         crate::nodes::follow(leadership, controller.clone(), compute);
         // Ports of external hypervisors may name their instance only in
         // external_ids:iface-id, which only the hypervisor's database tells.
@@ -165,13 +164,11 @@ impl Serving {
             store.clone(),
             controller.clone(),
         ));
-        let mut api = Api::new(store.clone(), api_config.clone())
-            .with_console(driver.clone())
-            .with_rule_counters(counters);
-        if let Some(leader) = leader_api {
-            api = api.with_leader(leader);
-        }
-        let api = Arc::new(api);
+        let api = Arc::new(
+            Api::new(store.clone(), api_config.clone())
+                .with_console(driver.clone())
+                .with_rule_counters(counters),
+        );
         if let Some(addr) = config.metrics_listen()? {
             let sources = MetricsSources {
                 controller: controller.clone(),

@@ -114,7 +114,6 @@ pub fn write_metrics(leadership: Leadership, text: &mut ::metrics::Text) {
 pub fn start(
     url: &str,
     node: &str,
-    api: &str,
     options: ElectionOptions,
 ) -> Result<watch::Receiver<Leadership>, StoreError> {
     // A leader's query is sent at most `interval` after the last answered
@@ -139,7 +138,6 @@ pub fn start(
     let election = Election {
         connect,
         node: node.to_string(),
-        api: api.to_string(),
         options,
         conn: None,
         leading: None,
@@ -152,9 +150,6 @@ pub fn start(
 struct Election {
     connect: PgConnectOptions,
     node: String,
-    /// Where this node's EC2 API takes requests forwarded by the others
-    /// while it leads (`host:port`; empty: it takes none).
-    api: String,
     options: ElectionOptions,
     conn: Option<PgConnection>,
     /// The epoch this node leads in, while it does.
@@ -262,12 +257,10 @@ impl Election {
             // generation id they saw until they restart, so an epoch that
             // went back (a new database, a restore from an older backup)
             // would be refused as stale; the clock keeps it ahead of those.
-            "UPDATE leader SET epoch = GREATEST(epoch + 1, $2), node = $1, elected_ms = $2, api = $3 \
-             WHERE id = 1 RETURNING epoch",
+            "UPDATE leader SET epoch = GREATEST(epoch + 1, $2), node = $1, elected_ms = $2 WHERE id = 1 RETURNING epoch",
         )
         .bind(&self.node)
         .bind(now_ms)
-        .bind(&self.api)
         .fetch_one(&mut *conn)
         .await?;
         let epoch = to_u64(row.try_get(0)?);
@@ -281,36 +274,19 @@ fn to_u64(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
-/// Who leads, as the database says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Leader {
-    /// The latest election's epoch.
-    pub epoch: u64,
-    /// The node elected then.
-    pub node: String,
-    /// When, in ms since the Unix epoch.
-    pub elected_ms: u64,
-    /// Where its EC2 API takes forwarded requests (`host:port`), if it
-    /// said.
-    pub api: String,
-}
-
-/// Who leads, as the database says. For operators, tests, and the
-/// followers that forward requests to the leader.
-pub async fn current(url: &str) -> Result<Leader, StoreError> {
+/// Who leads, as the database says: (epoch, node, elected at in ms since
+/// the Unix epoch). For operators and tests.
+pub async fn current(url: &str) -> Result<(u64, String, u64), StoreError> {
     let options = PgConnectOptions::from_str(url)?;
     let mut conn = PgConnection::connect_with(&options).await?;
-    let row = sqlx::query("SELECT epoch, node, elected_ms, api FROM leader WHERE id = 1")
+    let row = sqlx::query("SELECT epoch, node, elected_ms FROM leader WHERE id = 1")
         .fetch_one(&mut conn)
         .await?;
-    let leader = Leader {
-        epoch: to_u64(row.try_get(0)?),
-        node: row.try_get(1)?,
-        elected_ms: to_u64(row.try_get(2)?),
-        api: row.try_get(3)?,
-    };
+    let epoch = to_u64(row.try_get(0)?);
+    let node: String = row.try_get(1)?;
+    let elected = to_u64(row.try_get(2)?);
     let _ = conn.close().await;
-    Ok(leader)
+    Ok((epoch, node, elected))
 }
 
 #[cfg(test)]

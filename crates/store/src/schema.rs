@@ -51,10 +51,4 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     );
     INSERT INTO leader (id, epoch, node, elected_ms) VALUES (1, 0, '', 0);",
     ),
-    (
-        3,
-        "the leader's API address",
-        // Followers forward mutating requests there (ec2api::forward).
-        "ALTER TABLE leader ADD COLUMN api TEXT NOT NULL DEFAULT '';",
-    ),
 ];
