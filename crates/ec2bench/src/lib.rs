@@ -259,77 +259,11 @@ fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str) -> Result<(),
     Ok(())
 }
 
-fn admin(flowgate: &Path, data: &Path, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(flowgate)
-        .arg("admin")
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .map_err(|e| format!("flowgate admin: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "flowgate admin {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 fn json_field(json: &str, name: &str) -> Result<String, String> {
     let needle = format!("\"{name}\":\"");
     let start = json.find(&needle).ok_or(format!("no {name} in {json}"))? + needle.len();
     let end = json[start..].find('"').ok_or("unterminated")? + start;
     Ok(json[start..end].to_string())
-}
-
-fn start_flowgate(flowgate: &Path, work: &Path) -> Result<(Process, Target), String> {
-    let data = work.join("flowgate-data");
-    let account = admin(flowgate, &data, &["account", "create", "bench", "--json"])?;
-    admin(
-        flowgate,
-        &data,
-        &[
-            "pool",
-            "add",
-            "--cidr",
-            "100.64.0.0/16",
-            "--gateway",
-            "100.64.0.1",
-        ],
-    )?;
-    let config = work.join("flowgate.toml");
-    std::fs::write(
-        &config,
-        "[api]\naddresses_per_account = 1000\n\
-         write_requests_per_second = 0\nread_requests_per_second = 0\nmax_requests_in_progress = 0\n[log]\nlevel = \"warn\"\n",
-    )
-    .map_err(|e| e.to_string())?;
-    let port = free_port()?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut child = Command::new(flowgate)
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--api-listen")
-        .arg(addr.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("flowgate serve: {e}"))?;
-    wait_listening(addr, &mut child, "flowgate serve")?;
-    Ok((
-        Process(child),
-        Target {
-            name: "flowgate",
-            addr,
-            region: "flowgate-1",
-            key: json_field(&account, "access_key_id")?,
-            secret: json_field(&account, "secret_access_key")?,
-        },
-    ))
 }
 
 fn start_moto(moto: &Path) -> Result<(Process, Target), String> {
@@ -409,7 +343,8 @@ fn bench(options: &Options, work: &Path) -> Result<String, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let local = tokio::task::LocalSet::new();
-    let (_flowgate_process, flowgate) = start_flowgate(&options.flowgate, work)?;
+    let (_flowgate_process, mut nodes) = stores::start_nodes(&options.flowgate, work, "flowgate", None, 1)?;
+    let flowgate = nodes.remove(0);
     let moto = match &options.moto {
         Some(path) => Some(start_moto(path)?),
         None => None,

@@ -45,8 +45,9 @@ fn admin(flowgate: &Path, data: &Path, url: Option<&str>, args: &[&str]) -> Resu
 }
 
 /// `nodes` flowgate serve processes on one store (SQLite: one only), with
-/// an account and a pool; each node has ports of its own.
-fn start_nodes(
+/// an account and a pool; each node has ports of its own. Request limits
+/// are off: the benchmark loads them on purpose.
+pub(crate) fn start_nodes(
     flowgate: &Path,
     work: &Path,
     name: &'static str,
