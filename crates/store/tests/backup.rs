@@ -5,13 +5,15 @@
 //! stores of a known schema are refused with nothing changed.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use model::{AdminError, Domain, SeededEntropy, State};
+use model::{Domain, SeededEntropy};
 use sqlx::{Connection, SqliteConnection};
 use store::backup::{self, BackupError, LockMode};
 use store::{Store, StoreError, StoreOptions};
@@ -49,20 +51,7 @@ fn options() -> StoreOptions {
 /// returns the store and its public IPs.
 async fn populated(dir: &Path, addresses: u64) -> (Store, model::AccountId) {
     let store = Store::open_sqlite(dir, options()).await.unwrap();
-    let account = store
-        .mutate(move |s: &mut State| {
-            let mut e = SeededEntropy(7);
-            let (account, _) = s.create_account("alice", 0, &mut e)?;
-            s.add_pool(
-                "100.64.0.0/16".parse().unwrap(),
-                "100.64.0.1".parse().unwrap(),
-                None,
-                &mut e,
-            )?;
-            Ok::<_, AdminError>(account.id)
-        })
-        .await
-        .unwrap();
+    let account = common::account_with_pool(&store, "100.64.0.0/16", "100.64.0.1").await;
     for n in 0..addresses {
         let a = account.clone();
         store

@@ -9,8 +9,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Db, options, runtime};
-use model::{AdminError, Domain, SeededEntropy, State};
+use common::{Db, account_with_pool, options, runtime};
+use model::{Domain, SeededEntropy};
 use store::election::{self, ElectionOptions, Leadership};
 use store::{MutateError, Store, StoreOptions};
 
@@ -22,20 +22,7 @@ fn no_polling() -> StoreOptions {
 }
 
 async fn setup(store: &Store) -> model::AccountId {
-    store
-        .mutate(|s: &mut State| {
-            let mut e = SeededEntropy(7);
-            let (account, _) = s.create_account("alice", 0, &mut e)?;
-            s.add_pool(
-                "100.64.0.0/16".parse().unwrap(),
-                "100.64.0.1".parse().unwrap(),
-                None,
-                &mut e,
-            )?;
-            Ok::<_, AdminError>(account.id)
-        })
-        .await
-        .unwrap()
+    account_with_pool(store, "100.64.0.0/16", "100.64.0.1").await
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {

@@ -14,25 +14,12 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{Db, options};
-use model::{AccountId, AdminError, Domain, Ec2Error, SeededEntropy, State};
+use common::{Db, account_with_pool, options};
+use model::{AccountId, Domain, Ec2Error, SeededEntropy};
 use store::{MutateError, Store, StoreOptions};
 
 async fn setup(store: &Store) -> AccountId {
-    store
-        .mutate(|s: &mut State| {
-            let mut e = SeededEntropy(42);
-            let (account, _) = s.create_account("alice", 0, &mut e)?;
-            s.add_pool(
-                "198.51.100.0/24".parse().unwrap(),
-                "198.51.100.1".parse().unwrap(),
-                None,
-                &mut e,
-            )?;
-            Ok::<_, AdminError>(account.id)
-        })
-        .await
-        .unwrap()
+    account_with_pool(store, "198.51.100.0/24", "198.51.100.1").await
 }
 
 async fn committed_changes_survive_reopening(db: &Db) {
@@ -214,21 +201,8 @@ async fn concurrent_writers_on_two_stores_never_hand_out_an_address_twice(db: &D
 /// allocation failed on the database's unique key).
 async fn allocation_churn_on_two_stores_keeps_every_index_right(db: &Db) {
     let a = db.open(options()).await;
-    let account = a
-        .mutate(|s: &mut State| {
-            let mut e = SeededEntropy(42);
-            let (account, _) = s.create_account("alice", 0, &mut e)?;
-            // 14 hosts without the gateway: 13 addresses.
-            s.add_pool(
-                "198.51.100.0/28".parse().unwrap(),
-                "198.51.100.1".parse().unwrap(),
-                None,
-                &mut e,
-            )?;
-            Ok::<_, AdminError>(account.id)
-        })
-        .await
-        .unwrap();
+    // 14 hosts without the gateway: 13 addresses.
+    let account = account_with_pool(&a, "198.51.100.0/28", "198.51.100.1").await;
     let b = db.open(options()).await;
     b.sync().await.unwrap();
     let mut tasks = Vec::new();

@@ -90,3 +90,17 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// Account `alice` and a public pool of `cidr` with its `gateway`,
+/// committed in one mutation; returns the account.
+pub async fn account_with_pool(store: &Store, cidr: &'static str, gateway: &'static str) -> model::AccountId {
+    store
+        .mutate(move |s: &mut model::State| {
+            let mut e = model::SeededEntropy(42);
+            let (account, _) = s.create_account("alice", 0, &mut e)?;
+            s.add_pool(cidr.parse().unwrap(), gateway.parse().unwrap(), None, &mut e)?;
+            Ok::<_, model::AdminError>(account.id)
+        })
+        .await
+        .unwrap()
+}
