@@ -27,33 +27,19 @@ import sys
 import threading
 import time
 
-from common import check, main
+from common import boto3_client, check, main
 from netcheck import eventually, http_get, ns_of, run_in
+from packets import ECHO_SERVER
 
 EXTERNAL = os.environ["FLOWGATE_EXTERNAL_NS"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-USER_DATA = """#!/bin/sh
-cd /tmp
-python3 -m http.server 80 &
-python3 -m http.server 8080 &
-exec python3 -c '
-import socket, threading
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind(("", 9000))
-server.listen()
-def echo(conn):
-    while True:
-        data = conn.recv(4096)
-        if not data:
-            return
-        conn.sendall(data)
-while True:
-    conn, _ = server.accept()
-    threading.Thread(target=echo, args=(conn,), daemon=True).start()
-'
-"""
+# Web servers on tcp 80 and 8080, and the echo service on tcp 9000 as its
+# init (packets.ECHO_SERVER without its shebang line).
+USER_DATA = (
+    "#!/bin/sh\ncd /tmp\npython3 -m http.server 80 &\npython3 -m http.server 8080 &\n"
+    + ECHO_SERVER.format(port=9000).split("\n", 1)[1]
+)
 
 # Reaches the instance: the connection is accepted, or refused by its
 # kernel (a RST, which only comes back if the SYN was let in). A SYN the
@@ -108,17 +94,7 @@ class Writer(threading.Thread):
 
 def client_for(port):
     """A boto3 client of account A talking to the node on `port`."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "ec2",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        region_name=os.environ.get("FLOWGATE_REGION", "flowgate-1"),
-        aws_access_key_id=os.environ["FLOWGATE_A_KEY"],
-        aws_secret_access_key=os.environ["FLOWGATE_A_SECRET"],
-        config=Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30),
-    )
+    return boto3_client("A", endpoint=f"http://127.0.0.1:{port}")
 
 
 def log_time(path, text):

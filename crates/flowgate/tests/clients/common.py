@@ -30,14 +30,16 @@ def account(name="A"):
     return os.environ[f"FLOWGATE_{name}_KEY"], os.environ[f"FLOWGATE_{name}_SECRET"]
 
 
-def boto3_client(name="A", validate=True):
+def boto3_client(name="A", validate=True, endpoint=None):
+    """An EC2 client of account `name`, of flowgate at ENDPOINT unless
+    `endpoint` names another (a node of several)."""
     import boto3
     from botocore.config import Config
 
     key, secret = account(name)
     return boto3.client(
         "ec2",
-        endpoint_url=ENDPOINT,
+        endpoint_url=endpoint or ENDPOINT,
         region_name=REGION,
         aws_access_key_id=key,
         aws_secret_access_key=secret,
