@@ -8,13 +8,12 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Server, TempDir, between, signed_post};
+use common::{Server, TempDir, assert_addresses_kept, between, signed_post};
 
 /// Every file of `dir` with its bytes, sorted by name.
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -128,25 +127,7 @@ fn a_backup_taken_while_serve_writes_restores_everything_acknowledged_before_it(
     assert!(out.contains("\"previous\":null"), "{out}");
     restored.launch();
     restored.client_ok("restart.py", &["verify", state], &[("A", &alice)], &image);
-    let (status, body) =
-        signed_post(restored.port, &bob, "Action=DescribeAddresses&Version=2016-11-15").unwrap();
-    assert_eq!(status, 200, "{body}");
-    let stored: HashSet<&str> = between(&body, "<allocationId>", "</allocationId>")
-        .into_iter()
-        .collect();
-    let lost: Vec<&String> = before.iter().filter(|id| !stored.contains(id.as_str())).collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} allocations acknowledged before the backup are missing: {lost:?}",
-        lost.len(),
-        before.len()
-    );
-    let ips = between(&body, "<publicIp>", "</publicIp>");
-    assert_eq!(
-        ips.len(),
-        ips.iter().collect::<HashSet<_>>().len(),
-        "an address is held twice"
-    );
+    let stored = assert_addresses_kept(restored.port, &bob, &before, "acknowledged before the backup");
     // The restored store takes writes.
     let (status, body) = signed_post(
         restored.port,
@@ -158,7 +139,7 @@ fn a_backup_taken_while_serve_writes_restores_everything_acknowledged_before_it(
     println!(
         "{} acknowledged before the backup, {} in the restored store, {} acknowledged in all",
         before.len(),
-        stored.len(),
+        stored,
         acknowledged.lock().unwrap().len()
     );
 }

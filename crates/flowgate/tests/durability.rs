@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Server, between, signed_post as call};
+use common::{Server, assert_addresses_kept, between, signed_post as call};
 
 #[test]
 fn every_acknowledged_write_survives_sigkill_mid_stream() {
@@ -69,30 +68,10 @@ fn every_acknowledged_write_survives_sigkill_mid_stream() {
     let acknowledged = acknowledged.lock().unwrap().clone();
 
     server.launch();
-    let (status, body) = call(port, &keys, "Action=DescribeAddresses&Version=2016-11-15").unwrap();
-    assert_eq!(status, 200, "{body}");
-    let stored: HashSet<&str> = between(&body, "<allocationId>", "</allocationId>")
-        .into_iter()
-        .collect();
-    let lost: Vec<&String> = acknowledged
-        .iter()
-        .filter(|id| !stored.contains(id.as_str()))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} acknowledged allocations lost: {lost:?}",
-        lost.len(),
-        acknowledged.len()
-    );
-    let ips = between(&body, "<publicIp>", "</publicIp>");
-    assert_eq!(
-        ips.len(),
-        ips.iter().collect::<HashSet<_>>().len(),
-        "an address is held twice"
-    );
+    let stored = assert_addresses_kept(port, &keys, &acknowledged, "after SIGKILL and restart");
     println!(
         "{} acknowledged, {} stored after SIGKILL and restart",
         acknowledged.len(),
-        stored.len()
+        stored
     );
 }

@@ -13,25 +13,10 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{FLOWGATE, Keys, Server, between, signed_post as call};
+use common::{FLOWGATE, Keys, Server, assert_addresses_kept, between, list_addresses, signed_post as call};
 
 const ALLOCATE: &str = "Action=AllocateAddress&Version=2016-11-15&Domain=vpc";
 const DESCRIBE: &str = "Action=DescribeAddresses&Version=2016-11-15";
-
-/// Allocation ids and public IPs a node lists.
-fn listed(port: u16, keys: &Keys) -> (HashSet<String>, Vec<String>) {
-    let (status, body) = call(port, keys, DESCRIBE).expect("the node answers");
-    assert_eq!(status, 200, "{body}");
-    let ids = between(&body, "<allocationId>", "</allocationId>")
-        .into_iter()
-        .map(String::from)
-        .collect();
-    let ips = between(&body, "<publicIp>", "</publicIp>")
-        .into_iter()
-        .map(String::from)
-        .collect();
-    (ids, ips)
-}
 
 /// Two nodes on one private PostgreSQL, with a pool of `pool_cidr`, an
 /// account and a network, both serving.
@@ -172,7 +157,7 @@ fn allocations_racing_on_two_nodes_never_hand_out_an_address_twice() {
     assert_eq!(granted.len(), 125);
     let acknowledged: HashSet<String> = granted.iter().map(|(id, _)| id.clone()).collect();
     for port in [nodes.a.port, nodes.b.port] {
-        let (ids, ips) = listed(port, &nodes.keys);
+        let (ids, ips) = list_addresses(port, &nodes.keys);
         assert_eq!(ids, acknowledged, "node on {port}");
         assert_eq!(ips.len(), 125);
     }
@@ -223,24 +208,9 @@ fn killing_one_node_mid_stream_loses_no_acknowledged_write() {
         worker.join().unwrap();
     }
     let acknowledged: Vec<String> = acknowledged.lock().unwrap().clone();
-    let check = |port: u16, who: &str| {
-        let (ids, ips) = listed(port, &nodes.keys);
-        let lost: Vec<&String> = acknowledged.iter().filter(|id| !ids.contains(*id)).collect();
-        assert!(
-            lost.is_empty(),
-            "{who}: {} of {} acknowledged allocations lost: {lost:?}",
-            lost.len(),
-            acknowledged.len()
-        );
-        assert_eq!(
-            ips.len(),
-            ips.iter().collect::<HashSet<_>>().len(),
-            "{who}: an address is held twice"
-        );
-    };
-    check(nodes.b.port, "node B");
+    assert_addresses_kept(nodes.b.port, &nodes.keys, &acknowledged, "node B");
     nodes.a.launch();
-    check(nodes.a.port, "node A restarted");
+    assert_addresses_kept(nodes.a.port, &nodes.keys, &acknowledged, "node A restarted");
     println!(
         "{} acknowledged ({at_kill} when A was killed); none lost",
         acknowledged.len()

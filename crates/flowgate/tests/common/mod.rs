@@ -5,6 +5,7 @@
 
 pub mod cloud;
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -528,4 +529,41 @@ pub fn scrape_metrics(port: u16) -> Option<String> {
     stream.read_to_string(&mut answer).ok()?;
     let (head, body) = answer.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// Allocation ids and public IPs an account's DescribeAddresses lists on
+/// the server at `port`.
+pub fn list_addresses(port: u16, keys: &Keys) -> (HashSet<String>, Vec<String>) {
+    let (status, body) =
+        signed_post(port, keys, "Action=DescribeAddresses&Version=2016-11-15").expect("the server answers");
+    assert_eq!(status, 200, "{body}");
+    let ids = between(&body, "<allocationId>", "</allocationId>")
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let ips = between(&body, "<publicIp>", "</publicIp>")
+        .into_iter()
+        .map(String::from)
+        .collect();
+    (ids, ips)
+}
+
+/// Checks that the server at `port` lists every allocation in
+/// `acknowledged` and holds no public IP twice; `who` names the server in
+/// failures. Returns how many allocations it lists.
+pub fn assert_addresses_kept(port: u16, keys: &Keys, acknowledged: &[String], who: &str) -> usize {
+    let (ids, ips) = list_addresses(port, keys);
+    let lost: Vec<&String> = acknowledged.iter().filter(|id| !ids.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{who}: {} of {} acknowledged allocations lost: {lost:?}",
+        lost.len(),
+        acknowledged.len()
+    );
+    assert_eq!(
+        ips.len(),
+        ips.iter().collect::<HashSet<_>>().len(),
+        "{who}: an address is held twice"
+    );
+    ids.len()
 }
