@@ -59,7 +59,10 @@ fn requests_beyond_the_bound_in_progress_get_unavailable_until_one_finishes() {
     ));
     let alice = server.account("alice");
     server.launch();
-    let call = || signed_post(server.port, &alice, DESCRIBE).expect("the server answers");
+    let call = || {
+        signed_post(server.port, &alice, DESCRIBE)
+            .unwrap_or_else(|| panic!("the server did not answer:\n{}", server.log()))
+    };
     assert_eq!(call().0, 200, "one request at a time passes");
 
     // A request whose body never comes stays in progress and holds the

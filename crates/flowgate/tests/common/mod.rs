@@ -59,13 +59,25 @@ impl Drop for TempDir {
     }
 }
 
-/// A port nothing listens on now.
+/// A port nothing listens on now, below the kernel's ephemeral range
+/// (32768 and up on Debian): a port from that range can become the source
+/// port of any client connection on the machine (the tests running beside
+/// this one make thousands) between the moment it is chosen and the
+/// moment `flowgate serve` binds it, which then fails.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    const FIRST: u16 = 20000;
+    const COUNT: u64 = 12000;
+    for _ in 0..1000 {
+        // RandomState is seeded afresh for each call: a random port, so
+        // that tests running at once rarely try the same ones.
+        let random = std::hash::RandomState::new().build_hasher().finish();
+        let port = FIRST + (random % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", u64::from(FIRST) + COUNT);
 }
 
 /// Runs a command with a deadline; kills it when the deadline passes.
@@ -156,6 +168,9 @@ pub fn test_postgres() -> Option<Arc<pgtest::Postgres>> {
     }
 }
 
+/// What `flowgate serve` logs once everything has started.
+const SERVING: &str = "flowgate serving";
+
 /// A running `flowgate serve` with its data directory.
 pub struct Server {
     pub dir: TempDir,
@@ -228,6 +243,8 @@ impl Server {
 
     /// Starts the server process and waits until it accepts connections.
     pub fn launch(&mut self) {
+        // The log is appended to by every run of this server.
+        let serving_before = self.log().matches(SERVING).count();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -250,14 +267,17 @@ impl Server {
             .spawn()
             .unwrap();
         self.child = Some(child);
+        // The API's port is bound first, and connections to it wait in the
+        // kernel while everything else starts (and may fail: another port
+        // taken, the database unreachable). Serve says when it is serving.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.listening() {
+        while self.log().matches(SERVING).count() <= serving_before || !self.listening() {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("flowgate serve exited with {status}:\n{}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
-                "flowgate serve did not listen within 20 s:\n{}",
+                "flowgate serve did not start serving within 20 s:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
