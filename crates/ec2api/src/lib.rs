@@ -9,6 +9,7 @@ pub mod auth;
 pub mod compute;
 pub mod counters;
 pub mod filter;
+pub mod http;
 pub mod https;
 pub mod limits;
 pub mod metrics;
@@ -246,15 +247,15 @@ async fn admit_and_run(api: &Api, request: axum::extract::Request, next: axum::m
     .await
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener` until `shutdown` completes, then lets
+/// the requests in progress finish.
 pub async fn serve(
     api: Arc<Api>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(api))
-        .with_graceful_shutdown(shutdown)
-        .await
+    http::serve(listener, router(api.clone()), api, shutdown).await;
+    Ok(())
 }
 
 /// Serves the API over HTTPS on `listener` with `tls` (a server
@@ -266,9 +267,8 @@ pub async fn serve_tls(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = https::TlsListener::start(listener, tls)?;
-    axum::serve(listener, router(api))
-        .with_graceful_shutdown(shutdown)
-        .await
+    http::serve(listener, router(api.clone()), api, shutdown).await;
+    Ok(())
 }
 
 async fn handle(

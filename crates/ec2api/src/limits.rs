@@ -13,6 +13,9 @@
 //!   queueing without end in front of the store's writer. A request whose
 //!   body does not arrive in time gives its place up (`Unavailable` too),
 //!   so that stalled clients cannot hold every place.
+//! * **Connections**: a connection must send each request's headers in
+//!   time, and the connections open at once are bounded (see
+//!   [`crate::http`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +27,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// How long a request's body may take to arrive by default: EC2's request
 /// bodies are small, so only a stalled or hostile client takes this long.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a connection may take to send a request's headers by default,
+/// from when it connects or was last answered.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One token bucket's settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,17 +67,25 @@ pub struct Limits {
     /// How long a request may take to send its body once it is in
     /// progress; beyond, it is answered `Unavailable` and its place freed.
     pub body_timeout: Duration,
+    /// Connections open at once; beyond, new ones wait in the kernel's
+    /// backlog. Zero means no bound.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's headers; beyond,
+    /// it is closed.
+    pub header_timeout: Duration,
 }
 
 impl Limits {
-    /// No rate limit and no bound on requests in progress (the library's
-    /// default: `flowgate serve` configures real ones); bodies still get
-    /// [`BODY_TIMEOUT`].
+    /// No rate limit and no bound on requests in progress or connections
+    /// (the library's default: `flowgate serve` configures real ones);
+    /// headers and bodies still get [`HEADER_TIMEOUT`] and [`BODY_TIMEOUT`].
     pub const UNLIMITED: Limits = Limits {
         mutating: RateLimit::UNLIMITED,
         non_mutating: RateLimit::UNLIMITED,
         max_in_flight: 0,
         body_timeout: BODY_TIMEOUT,
+        max_connections: 0,
+        header_timeout: HEADER_TIMEOUT,
     };
 }
 

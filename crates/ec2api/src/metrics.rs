@@ -1,6 +1,6 @@
 //! What the EC2 API counts for `/metrics`: requests by action and answer,
-//! their duration, requests turned away by the limits, and requests in
-//! progress.
+//! their duration, requests turned away by the limits, requests in
+//! progress, and open connections.
 
 use ::metrics::{Counter, Gauge, Histogram, Kind, LabeledCounter, Text};
 
@@ -46,6 +46,10 @@ pub struct ApiMetrics {
     refused: [Counter; 3],
     /// Requests holding a place (past the bound on requests in progress).
     in_progress: Gauge,
+    /// Connections open.
+    connections: Gauge,
+    /// Connections closed because a request's headers did not arrive in time.
+    header_timeouts: Counter,
 }
 
 impl ApiMetrics {
@@ -67,9 +71,20 @@ impl ApiMetrics {
     }
 
     /// A request holding a place until the guard is dropped.
-    pub fn in_progress(&self) -> InProgress<'_> {
+    pub fn in_progress(&self) -> Held<'_> {
         self.in_progress.inc();
-        InProgress(&self.in_progress)
+        Held(&self.in_progress)
+    }
+
+    /// An open connection, counted until the guard is dropped.
+    pub fn connection_open(&self) -> Held<'_> {
+        self.connections.inc();
+        Held(&self.connections)
+    }
+
+    /// Counts one connection closed for not sending its headers in time.
+    pub fn header_timed_out(&self) {
+        self.header_timeouts.inc();
     }
 
     /// Writes every metric to `text`.
@@ -99,14 +114,24 @@ impl ApiMetrics {
             "EC2 API requests in progress.",
             self.in_progress.get(),
         );
+        text.gauge(
+            "flowgate_api_connections_open",
+            "Connections open to the EC2 API (at most api.max_connections).",
+            self.connections.get(),
+        );
+        text.counter(
+            "flowgate_api_header_timeouts_total",
+            "EC2 API connections closed because a request's headers did not arrive within api.header_timeout_seconds.",
+            self.header_timeouts.get(),
+        );
     }
 }
 
-/// One request in progress, counted until dropped.
+/// One request in progress (or connection open), counted until dropped.
 #[must_use]
-pub struct InProgress<'a>(&'a Gauge);
+pub struct Held<'a>(&'a Gauge);
 
-impl Drop for InProgress<'_> {
+impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.0.dec();
     }

@@ -67,6 +67,13 @@ pub struct ApiSection {
     pub write_request_burst: u32,
     /// Requests in progress at once; beyond, `Unavailable`. 0 for no bound.
     pub max_requests_in_progress: usize,
+    /// Connections open at once; beyond, new ones wait in the kernel's
+    /// backlog. 0 for no bound. Lowered at startup to what the process's
+    /// open files limit leaves room for.
+    pub max_connections: usize,
+    /// Seconds a connection has to send a request's headers (from when it
+    /// connects or was last answered); beyond, it is closed.
+    pub header_timeout_seconds: u64,
 }
 
 /// `[openflow]`
@@ -188,6 +195,8 @@ impl Default for ApiSection {
             write_requests_per_second: 50.0,
             write_request_burst: 500,
             max_requests_in_progress: 1024,
+            max_connections: 4096,
+            header_timeout_seconds: 30,
         }
     }
 }
@@ -320,6 +329,9 @@ impl Config {
             if rate > 0.0 && burst == 0 {
                 return Err(format!("api.{name}_request_burst must be at least 1"));
             }
+        }
+        if api.header_timeout_seconds == 0 {
+            return Err("api.header_timeout_seconds must be at least 1".into());
         }
         Ok(())
     }
@@ -476,6 +488,8 @@ impl Config {
                 },
                 max_in_flight: self.api.max_requests_in_progress,
                 body_timeout: ec2api::limits::BODY_TIMEOUT,
+                max_connections: self.api.max_connections,
+                header_timeout: Duration::from_secs(self.api.header_timeout_seconds),
             },
         }
     }

@@ -120,6 +120,7 @@ impl Serving {
             api_config.endpoint = bound.to_string();
         }
         api_config.listen = bound;
+        api_config.limits.max_connections = connections_within_open_files(api_config.limits.max_connections);
         // Instances placed on a hypervisor are started by its driver (netns
         // or external); instances placed nowhere stay records.
         let driver: Arc<dyn ComputeDriver> =
@@ -210,6 +211,39 @@ impl Serving {
         }
         .map_err(|e| format!("API server failed: {e}"))
     }
+}
+
+/// Open files kept for all but API connections: the store, switches'
+/// sessions, the metrics endpoint, instances' consoles.
+const FILES_RESERVED: usize = 256;
+
+/// `max_connections` (0: no bound) lowered, if need be, to what the
+/// process's open files limit (`ulimit -n`, systemd's `LimitNOFILE`)
+/// leaves room for: past it, accepting would fail, and so would everything
+/// else that opens a file.
+fn connections_within_open_files(max_connections: usize) -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let Some(open_files) = soft_open_files_limit(&limits) else {
+        return max_connections;
+    };
+    let room = open_files.saturating_sub(FILES_RESERVED).max(1);
+    if max_connections == 0 || max_connections <= room {
+        return max_connections;
+    }
+    tracing::warn!(
+        configured = max_connections,
+        open_files,
+        allowed = room,
+        "api.max_connections lowered to fit the open files limit; raise the limit (ulimit -n, LimitNOFILE) for more"
+    );
+    room
+}
+
+/// The soft "Max open files" of a `/proc/PID/limits` text; `None` when it
+/// is unlimited or not there.
+fn soft_open_files_limit(limits: &str) -> Option<usize> {
+    let line = limits.lines().find(|line| line.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// Starts the OpenFlow controller on the configured Unix sockets, TLS
@@ -310,4 +344,20 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::soft_open_files_limit;
+
+    #[test]
+    fn the_soft_open_files_limit_is_read_from_proc_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             95925                95925                processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(soft_open_files_limit(limits), Some(1024));
+        let unlimited = limits.replace("1024                 524288", "unlimited            unlimited");
+        assert_eq!(soft_open_files_limit(&unlimited), None);
+        assert_eq!(soft_open_files_limit(""), None);
+    }
 }

@@ -484,6 +484,17 @@ pub fn field(json: &str, name: &str) -> String {
 /// One SigV4-signed POST of `body` to the server on `port` over a fresh
 /// connection: (status, body), or None if the server is gone.
 pub fn signed_post(port: u16, keys: &Keys, body: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .write_all(signed_request(port, keys, body).as_bytes())
+        .ok()?;
+    read_answer(&mut stream)
+}
+
+/// The text of a POST of `body` to the server on `port`, signed (SigV4)
+/// with `keys`, asking for the connection to be closed after its answer.
+pub fn signed_request(port: u16, keys: &Keys, body: &str) -> String {
     let host = format!("127.0.0.1:{port}");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -497,14 +508,17 @@ pub fn signed_post(port: u16, keys: &Keys, body: &str) -> Option<(u16, String)> 
         "flowgate-1",
         &ec2api::auth::format_amz_date(now),
     );
-    let mut stream = TcpStream::connect(&host).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let mut request = String::from("POST / HTTP/1.1\r\nConnection: close\r\n");
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
     request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    stream.write_all(request.as_bytes()).ok()?;
+    request
+}
+
+/// The status and body of the answer read from `stream` up to its end;
+/// `None` if it broke or timed out first.
+pub fn read_answer(stream: &mut TcpStream) -> Option<(u16, String)> {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;
     let status = answer.split_whitespace().nth(1)?.parse().ok()?;
