@@ -1,7 +1,10 @@
 //! The bound on requests in progress cannot be held by clients that send
 //! headers and then nothing: such a request gives its place up once its
 //! body is late, is answered `Unavailable`, and others pass again, while
-//! the stalled client still has its connection open.
+//! the stalled client still has its connection open. (That others are
+//! turned away while it holds the place is shown through the real server,
+//! with the default 30 s for the body, in crates/flowgate/tests/limits.rs:
+//! here, any look at it would race the short deadline.)
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -68,7 +71,7 @@ async fn a_request_whose_body_never_comes_gives_its_place_up() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let api = Arc::new(Api::new(store, config));
-    tokio::spawn(ec2api::serve(api, listener, std::future::pending()));
+    tokio::spawn(ec2api::serve(api.clone(), listener, std::future::pending()));
     // Requests pass (unsigned, so refused, after taking the place).
     assert_eq!(post(addr).await.0, 401);
 
@@ -81,28 +84,19 @@ async fn a_request_whose_body_never_comes_gives_its_place_up() {
         )
         .await
         .unwrap();
-    // While it holds the only place, others are turned away; it may not
-    // have been taken up yet, so look until they are (bounded).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, body) = post(addr).await;
-        if status == 503 {
-            assert!(body.contains("<Code>Unavailable</Code>"), "{body}");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never turned away: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-
     // The stalled request is answered without its body, its client still
     // connected, and the place is free again.
     let (status, body) = read_answer(&mut stalled).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("did not arrive within"), "{body}");
     assert_eq!(post(addr).await.0, 401, "the place was not freed");
+    let mut text = metrics::Text::new();
+    api.metrics().write(&mut text);
+    assert!(
+        text.finish()
+            .contains("flowgate_api_requests_refused_total{reason=\"body_timeout\"} 1\n"),
+        "the late body is counted"
+    );
     drop(stalled);
     let _ = std::fs::remove_dir_all(&dir);
 }
