@@ -119,7 +119,7 @@ fn security_groups_and_elastic_ips_with_real_packets() {
     );
     // The instance sees the external host's address.
     let mut server = web.spawn(&["nc", "-l", "-n", "-v", "-p", "80"]).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    web.wait_listening(80, false, Duration::from_secs(10)).unwrap();
     ext.exec(&["sh", "-c", &format!("echo hi | nc -n -w 2 -q 0 {EIP} 80")])
         .unwrap();
     let _ = server.wait_timeout(Duration::from_secs(3));
@@ -127,7 +127,7 @@ fn security_groups_and_elastic_ips_with_real_packets() {
     assert!(seen.contains(&EXTERNAL.to_string()), "instance saw {seen:?}");
     // The instance connects out; the external host sees the public address.
     let mut outside = ext.spawn(&["nc", "-l", "-n", "-v", "-p", "9000"]).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    ext.wait_listening(9000, false, Duration::from_secs(10)).unwrap();
     web.exec(&["sh", "-c", &format!("echo out | nc -n -w 2 -q 0 {EXTERNAL} 9000")])
         .unwrap();
     let _ = outside.wait_timeout(Duration::from_secs(3));

@@ -1239,9 +1239,11 @@ impl TestBed {
                 args.push("-u");
             }
             args.extend(["-p", &port]);
-            host.spawn(&args).unwrap()
+            let listener = host.spawn(&args).unwrap();
+            let number = port.parse().expect("a port number");
+            host.wait_listening(number, udp, Duration::from_secs(10)).unwrap();
+            listener
         });
-        std::thread::sleep(Duration::from_millis(300));
         let client = if udp {
             // Twice, in case the first waits on ARP and is dropped.
             format!("(echo flowgate; sleep 0.3; echo flowgate) | nc -u -n -w 1 -q 1 {dst} {port}")

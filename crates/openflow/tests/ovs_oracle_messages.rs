@@ -503,7 +503,9 @@ fn packet_in_packet_out_flow_removed_and_port_status() {
             "tcpdump", "-l", "-n", "-c", "1", "-i", "eth0", "udp", "port", "9999",
         ])
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700)); // let tcpdump attach
+    capture
+        .wait_for_stderr("listening on", Duration::from_secs(10))
+        .unwrap();
     let frame = udp_frame(
         MacAddr::local(9),
         h2.mac(),

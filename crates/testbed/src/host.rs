@@ -201,6 +201,35 @@ impl Host {
             .map(drop)
     }
 
+    /// Pings `target` until an answer comes back, for at most `limit`: the
+    /// first packets on a new path wait for ARP and the datapath's
+    /// upcalls, which a busy machine can make slower than one ping's wait.
+    pub fn ping_within(&self, target: Ipv4Addr, limit: std::time::Duration) -> Result<()> {
+        crate::wait::wait_for(
+            &format!("{} to answer ping from {}", target, self.name()),
+            limit,
+            std::time::Duration::from_millis(50),
+            || self.ping(target).is_ok(),
+        )
+    }
+
+    /// Waits, at most `limit`, until a socket of the host listens on TCP
+    /// (or, with `udp`, is bound on UDP) `port`: a client started before
+    /// then is refused, or its datagrams lost.
+    pub fn wait_listening(&self, port: u16, udp: bool, limit: std::time::Duration) -> Result<()> {
+        let filter = format!("sport = :{port}");
+        let flags = if udp { "-Hlun" } else { "-Hltn" };
+        crate::wait::wait_for(
+            &format!("a listener on port {port} in {}", self.name()),
+            limit,
+            std::time::Duration::from_millis(20),
+            || {
+                self.exec_ok(&["ss", flags, &filter])
+                    .is_ok_and(|out| !out.trim().is_empty())
+            },
+        )
+    }
+
     /// Starts a command in the background in the host (a server, say). The
     /// guard kills it and its process group on drop; the lab's teardown
     /// kills anything left in the namespace anyway.

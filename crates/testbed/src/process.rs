@@ -162,6 +162,18 @@ impl BackgroundProcess {
         read_log(&self.stderr_path)
     }
 
+    /// Waits, at most `limit`, until it has written `text` to standard
+    /// error: tcpdump's "listening on", say, after which it sees every
+    /// packet.
+    pub fn wait_for_stderr(&self, text: &str, limit: std::time::Duration) -> Result<()> {
+        crate::wait::wait_for(
+            &format!("{text:?} from {}", self.command),
+            limit,
+            std::time::Duration::from_millis(20),
+            || self.stderr().is_ok_and(|written| written.contains(text)),
+        )
+    }
+
     /// The file its standard output goes to.
     pub fn stdout_path(&self) -> &Path {
         &self.stdout_path

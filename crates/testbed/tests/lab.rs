@@ -30,12 +30,6 @@ fn alive(pid: u32) -> bool {
 }
 
 /// Pings until the first reply: ARP and MAC learning take a moment.
-fn wait_ping(from: &testbed::Host, to: Ipv4Addr) -> Result<()> {
-    wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-        from.ping(to).is_ok()
-    })
-}
-
 fn host(name: &str, bridge: &str, ip: [u8; 4], mac: u32) -> HostSpec {
     HostSpec::new(name, bridge, Ipv4Addr::from(ip), 24, MacAddr::local(mac))
 }
@@ -136,14 +130,11 @@ fn hosts_on_one_bridge_ping_and_talk_tcp() -> Result<()> {
         "eth0 has IPv6"
     );
 
-    wait_ping(&a, b.ip())?;
+    a.ping_within(b.ip(), Duration::from_secs(10))?;
     b.ping(a.ip())?;
 
     let mut server = b.spawn(&["nc", "-l", "-p", "5000"])?;
-    wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
-        b.exec_ok(&["ss", "-Hltn", "sport = :5000"])
-            .is_ok_and(|out| !out.trim().is_empty())
-    })?;
+    b.wait_listening(5000, false, Duration::from_secs(10))?;
     a.exec_ok(&["sh", "-c", "echo hi | nc -N -w 2 10.92.0.2 5000"])?;
     server.wait_timeout(Duration::from_secs(5))?;
     assert_eq!(server.stdout()?, "hi\n");
@@ -180,7 +171,7 @@ fn patch_ports_join_two_bridges() -> Result<()> {
     }
     let a = lab.add_host(host("a", "br-a", [10, 93, 0, 1], 1))?;
     let b = lab.add_host(host("b", "br-b", [10, 93, 0, 2], 2))?;
-    wait_ping(&a, b.ip())?;
+    a.ping_within(b.ip(), Duration::from_secs(10))?;
     b.ping(a.ip())?;
     lab.shutdown()
 }
@@ -406,7 +397,7 @@ fn vswitchd_restart_loses_flows_and_keeps_ports() -> Result<()> {
     lab.ofctl(&["add-flow", "br0", "priority=0,actions=NORMAL"])?;
     let a = lab.add_host(host("a", "br0", [10, 95, 0, 1], 1).ofport(11))?;
     let b = lab.add_host(host("b", "br0", [10, 95, 0, 2], 2).ofport(12))?;
-    wait_ping(&a, b.ip())?;
+    a.ping_within(b.ip(), Duration::from_secs(10))?;
     let before = lab.vswitchd_pid()?;
 
     lab.restart_vswitchd()?;
@@ -419,7 +410,7 @@ fn vswitchd_restart_loses_flows_and_keeps_ports() -> Result<()> {
     assert!(ports.contains(a.port()) && ports.contains(b.port()), "{ports}");
 
     lab.ofctl(&["add-flow", "br0", "priority=0,actions=NORMAL"])?;
-    wait_ping(&a, b.ip())?;
+    a.ping_within(b.ip(), Duration::from_secs(10))?;
 
     lab.stop_vswitchd()?;
     lab.stop_vswitchd()?; // idempotent
@@ -475,7 +466,9 @@ fn cloud_topology_routes_between_external_and_public_networks() {
     assert_eq!(topo.hypervisors[1].datapath_id, 0xfa02);
     assert!(topo.hypervisors.iter().all(|h| h.uplink_port > 0));
     // The external host's default route is the gateway.
-    topo.external.ping(PUBLIC_GATEWAY).unwrap();
+    topo.external
+        .ping_within(PUBLIC_GATEWAY, Duration::from_secs(10))
+        .unwrap();
     // A host on the public network behind hv1 (NORMAL there for this test)
     // is reached from the external host through the gateway.
     topo.lab
@@ -494,5 +487,7 @@ fn cloud_topology_routes_between_external_and_public_networks() {
             .gateway(PUBLIC_GATEWAY),
         )
         .unwrap();
-    topo.external.ping(public.ip()).unwrap();
+    topo.external
+        .ping_within(public.ip(), Duration::from_secs(10))
+        .unwrap();
 }

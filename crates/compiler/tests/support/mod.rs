@@ -214,14 +214,16 @@ impl Cloud {
     /// Whether a TCP connection from `from` to `to:port` carries a line,
     /// with `server` listening.
     pub fn tcp(&self, server: &Host, from: &Host, to: Ipv4Addr, port: u16) -> bool {
-        let port = port.to_string();
-        let mut listener = server.spawn(&["nc", "-l", "-n", "-p", &port]).unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        let port_text = port.to_string();
+        let mut listener = server.spawn(&["nc", "-l", "-n", "-p", &port_text]).unwrap();
+        server
+            .wait_listening(port, false, Duration::from_secs(10))
+            .unwrap();
         let sent = from
             .exec(&[
                 "sh",
                 "-c",
-                &format!("echo flowgate | nc -n -w 2 -q 0 {to} {port}"),
+                &format!("echo flowgate | nc -n -w 2 -q 0 {to} {port_text}"),
             ])
             .map(|o| o.status.success())
             .unwrap_or(false);

@@ -60,6 +60,14 @@ impl Harness {
             .expect("switch in sync");
     }
 
+    /// Drops the events so far, so that the next wait sees only later ones.
+    pub fn forget_events(&mut self) {
+        while !matches!(
+            self.events.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
+        ) {}
+    }
+
     /// Waits for an event matching `pred`.
     pub fn wait_event(
         &mut self,

@@ -73,7 +73,7 @@ def scenario():
     ping(ns, w2["PrivateIpAddress"], 4)
     icmp = rules["icmp"]
     eventually("the icmp rule counts 7 packets",
-               lambda: (rule_counts(web)[icmp] or (0, 0))[0] >= 7, timeout=10)
+               lambda: (rule_counts(web)[icmp] or (0, 0))[0] >= 7, timeout=30)
     time.sleep(1.5)  # anything more would have been counted by now
     after = rule_counts(web)
     check(after[icmp][0] == 7, f"the icmp rule counted exactly the 7 echo requests (replies pass on conntrack): {after[icmp]}")
@@ -83,7 +83,7 @@ def scenario():
         check(tcp_connects(ns, w2["PrivateIpAddress"], PORT), f"the client connects to tcp {PORT}")
     tcp = rules["tcp"]
     eventually("the group rule counts the connections",
-               lambda: (rule_counts(web)[tcp] or (0, 0))[0] >= 2 * 3, timeout=10)
+               lambda: (rule_counts(web)[tcp] or (0, 0))[0] >= 2 * 3, timeout=30)
     check(True, "the rule admitting the client group counted both connections (at least SYN, ACK, FIN each)")
     final = rule_counts(web)
     check(final[rules["unused"]] == (0, 0), f"a rule nothing matched counts nothing: {final[rules['unused']]}")

@@ -122,7 +122,7 @@ def run():
     addr = ec2.allocate_address(Domain="vpc")
     ec2.associate_address(AllocationId=addr["AllocationId"], InstanceId=instance_id)
     eip = addr["PublicIp"]
-    eventually("an HTTP GET through the Elastic IP", lambda: http_get(EXTERNAL, eip), timeout=20)
+    eventually("an HTTP GET through the Elastic IP", lambda: http_get(EXTERNAL, eip), timeout=30)
     check(True, f"seed scenario through node A: {instance_id} serves through {eip} while B is master")
     check(not reaches(eip, 8080), "tcp 8080 is closed: no rule opens it")
 

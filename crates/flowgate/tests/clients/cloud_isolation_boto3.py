@@ -54,7 +54,7 @@ def accounts():
     bob.authorize_security_group_ingress(GroupId=bob_sg, IpProtocol="tcp", FromPort=PORT, ToPort=PORT,
                                          CidrIp=f"{a_ip}/32")
     eventually("alice reaches bob once bob's group admits her address", lambda: tcp_connects(a_ns, b_ip, PORT),
-               timeout=5)
+               timeout=30)
     check(True, f"bob admits {a_ip}/32 on tcp {PORT}: alice's instance connects")
     never("bob reaches alice", lambda: tcp_connects(b_ns, a_ip, PORT))
     check(True, "and bob's instance still cannot reach alice's: her group admits nothing")
@@ -79,7 +79,7 @@ def spoofing(alice, bob, bob_sg, victim, neighbour):
     address = alice.allocate_address(Domain="vpc")
     eip = address["PublicIp"]
     alice.associate_address(AllocationId=address["AllocationId"], InstanceId=attacker["InstanceId"])
-    eventually("the attacker's Elastic IP answers", lambda: pings(EXTERNAL, eip), timeout=10)
+    eventually("the attacker's Elastic IP answers", lambda: pings(EXTERNAL, eip), timeout=30)
 
     ns, port = ns_of(attacker["InstanceId"]), ns_of(attacker["InstanceId"])
     me_mac, me_ip = mac_of(attacker), attacker["PrivateIpAddress"]
@@ -114,7 +114,7 @@ def spoofing(alice, bob, bob_sg, victim, neighbour):
     rounds = []
     eventually("honest UDP reaches bob's instance and the external host",
                lambda: rounds.append(udp_round()) or (seen(rounds[-1][1], 40001) and seen(rounds[-1][2], 40006)),
-               timeout=20)
+               timeout=30)
     sent, at_victim, at_external = rounds[-1]
     for sport in udp:
         check(seen(sent, sport), f"frame {sport} left the attacker (seen on its switch port)")
@@ -153,7 +153,7 @@ def spoofing(alice, bob, bob_sg, victim, neighbour):
 
     rounds = []
     eventually("the honest ARP reply reaches bob's instance",
-               lambda: rounds.append(arp_round()) or arp_seen(rounds[-1][1], "honest"), timeout=20)
+               lambda: rounds.append(arp_round()) or arp_seen(rounds[-1][1], "honest"), timeout=30)
     sent, at_victim, at_neighbour = rounds[-1]
     for what in arp:
         check(arp_seen(sent, what), f"ARP {what} left the attacker")

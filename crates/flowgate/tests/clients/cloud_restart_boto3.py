@@ -37,7 +37,7 @@ def setup(path):
     addr = ec2.allocate_address(Domain="vpc")
     ec2.associate_address(AllocationId=addr["AllocationId"], InstanceId=instance_id)
     eip = addr["PublicIp"]
-    eventually("an HTTP GET through the Elastic IP", lambda: http_get(EXTERNAL, eip), timeout=10)
+    eventually("an HTTP GET through the Elastic IP", lambda: http_get(EXTERNAL, eip), timeout=30)
     check(True, f"{instance_id} serves through {eip}")
     with open(path, "w") as f:
         json.dump({"instance": instance_id, "eip": eip}, f)

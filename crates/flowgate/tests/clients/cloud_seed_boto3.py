@@ -59,12 +59,12 @@ def scenario():
     check(True, "a group with no rules keeps tcp 22 closed")
 
     ec2.authorize_security_group_ingress(GroupId=sg_id, IpProtocol="tcp", FromPort=22, ToPort=22, CidrIp=EXTERNAL_CIDR)
-    eventually("ssh from the external host", lambda: tcp_connects(EXTERNAL, eip, 22), timeout=5)
+    eventually("ssh from the external host", lambda: tcp_connects(EXTERNAL, eip, 22), timeout=30)
     check(True, f"after authorize tcp 22 from {EXTERNAL_CIDR}, nc connects")
     check(http_get(EXTERNAL, eip) is None, "port 80 is still closed")
 
     ec2.authorize_security_group_ingress(GroupId=sg_id, IpProtocol="tcp", FromPort=80, ToPort=80, CidrIp="0.0.0.0/0")
-    page = eventually("an HTTP GET through the Elastic IP", lambda: http_get(EXTERNAL, eip), timeout=5)
+    page = eventually("an HTTP GET through the Elastic IP", lambda: http_get(EXTERNAL, eip), timeout=30)
     check("Directory listing" in page, "after authorize tcp 80 from 0.0.0.0/0, HTTP GET works")
     console = ec2.get_console_output(InstanceId=first_id).get("Output", "")
     check(EXTERNAL_IP in console, "the instance saw the external host's address (its web server's log)")
@@ -72,7 +72,7 @@ def scenario():
     ec2.authorize_security_group_ingress(
         GroupId=sg_id, IpPermissions=[{"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
     )
-    eventually("ping of the Elastic IP", lambda: pings(EXTERNAL, eip), timeout=5)
+    eventually("ping of the Elastic IP", lambda: pings(EXTERNAL, eip), timeout=30)
     check(True, "the external host pings the Elastic IP")
 
     # Outbound: the external host sees the public address.
@@ -82,11 +82,11 @@ def scenario():
     check("outbound" in out and eip in err, f"the external host sees {eip} as the source ({err.strip()})")
 
     ec2.revoke_security_group_ingress(GroupId=sg_id, IpProtocol="tcp", FromPort=80, ToPort=80, CidrIp="0.0.0.0/0")
-    eventually("port 80 closed after revoke", lambda: http_get(EXTERNAL, eip) is None, timeout=5)
+    eventually("port 80 closed after revoke", lambda: http_get(EXTERNAL, eip) is None, timeout=30)
     check(True, "revoke closes port 80 again")
 
     ec2.disassociate_address(AssociationId=assoc["AssociationId"])
-    eventually("the Elastic IP unreachable once disassociated", lambda: not pings(EXTERNAL, eip), timeout=5)
+    eventually("the Elastic IP unreachable once disassociated", lambda: not pings(EXTERNAL, eip), timeout=30)
     check(True, "disassociated: unreachable")
 
     # The same address on an instance of the other hypervisor.
@@ -99,7 +99,7 @@ def scenario():
     seen = garp.result()
     mac = "02:fb:" + ":".join(f"{int(o):02x}" for o in eip.split("."))
     check(eip in seen and mac in seen, f"a gratuitous ARP for {eip} at {mac} reached the physical network")
-    eventually("ping of the moved Elastic IP", lambda: pings(EXTERNAL, eip), timeout=10)
+    eventually("ping of the moved Elastic IP", lambda: pings(EXTERNAL, eip), timeout=30)
     check(True, "the Elastic IP answers from the other hypervisor")
 
     ec2.disassociate_address(PublicIp=eip)
@@ -111,7 +111,7 @@ def scenario():
         InstanceIds=[first_id, second_id], WaiterConfig={"Delay": 1, "MaxAttempts": 30}
     )
     gone = {ns_of(first_id), ns_of(second_id)}
-    eventually("the instances' namespaces removed", lambda: not (gone & namespaces()), timeout=10)
+    eventually("the instances' namespaces removed", lambda: not (gone & namespaces()), timeout=30)
     check(bridge_of(ns_of(first_id)) is None and bridge_of(ns_of(second_id)) is None, "their ports are gone from the bridges")
     check(True, "terminated instances leave no namespace or port behind")
     named = [re.compile(re.escape(a) + r"(?![0-9a-f])") for inst in (first, second) for a in addresses_of(inst)]

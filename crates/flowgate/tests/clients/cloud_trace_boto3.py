@@ -48,7 +48,7 @@ def scenario():
     addr = ec2.allocate_address(Domain="vpc")
     eip = addr["PublicIp"]
     ec2.associate_address(AllocationId=addr["AllocationId"], InstanceId=instance_id)
-    eventually("an HTTP GET through the Elastic IP", lambda: http_get(EXTERNAL, eip), timeout=10)
+    eventually("an HTTP GET through the Elastic IP", lambda: http_get(EXTERNAL, eip), timeout=30)
 
     # Allowed: the external host's HTTP request, translated to the private address.
     allowed = trace(EXTERNAL_IP, eip, "--protocol", "tcp", "--port", "80")
@@ -101,13 +101,13 @@ def scenario():
     # After the rule is revoked the model drops port 80, and so does the
     # switch once it has the new flows.
     ec2.revoke_security_group_ingress(GroupId=sg_id, SecurityGroupRuleIds=[rule["SecurityGroupRuleId"]])
-    eventually("port 80 closed", lambda: http_get(EXTERNAL, eip) is None, timeout=5)
+    eventually("port 80 closed", lambda: http_get(EXTERNAL, eip) is None, timeout=30)
     revoked = trace(EXTERNAL_IP, eip, "--protocol", "tcp", "--port", "80")
     check(revoked["verdict"] == "dropped" and revoked["live"]["agrees"], "trace follows a revoke")
 
     # flowgate flows: the rule's flows counted the HTTP packets before it went.
     ec2.authorize_security_group_ingress(GroupId=sg_id, IpProtocol="tcp", FromPort=80, ToPort=80, CidrIp=EXTERNAL_CIDR)
-    eventually("port 80 open again", lambda: http_get(EXTERNAL, eip), timeout=5)
+    eventually("port 80 open again", lambda: http_get(EXTERNAL, eip), timeout=30)
     [new_rule] = [r for r in ec2.describe_security_group_rules(
         Filters=[{"Name": "group-id", "Values": [sg_id]}])["SecurityGroupRules"] if not r["IsEgress"]]
 
@@ -115,7 +115,7 @@ def scenario():
         owners = flowgate("flows", hv, "--ovs-rundir", os.environ["FLOWGATE_OVS_RUNDIR"])
         return sum(o["packets"] for o in owners if o["id"] == new_rule["SecurityGroupRuleId"])
 
-    eventually("the rule's flows count the HTTP connection", lambda: rule_packets() > 0, timeout=15)
+    eventually("the rule's flows count the HTTP connection", lambda: rule_packets() > 0, timeout=30)
     owners = flowgate("flows", hv, "--ovs-rundir", os.environ["FLOWGATE_OVS_RUNDIR"])
     kinds = {o["kind"] for o in owners}
     check({"pipeline", "instance", "rule", "address", "network"} <= kinds,

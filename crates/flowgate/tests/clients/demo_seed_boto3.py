@@ -55,7 +55,7 @@ def scenario():
     check(True, "a new group lets nothing in: no answer on tcp 80")
 
     ec2.authorize_security_group_ingress(GroupId=sg_id, IpProtocol="tcp", FromPort=80, ToPort=80, CidrIp="0.0.0.0/0")
-    page = eventually("an HTTP GET through the Elastic IP", lambda: http_get(EXTERNAL, eip), timeout=10)
+    page = eventually("an HTTP GET through the Elastic IP", lambda: http_get(EXTERNAL, eip), timeout=30)
     check(page == f"hello from {private_ip}\n", f"the external host gets the instance's page through {eip}: {page!r}")
     console = eventually(
         "the web server's log in the console output",

@@ -37,5 +37,5 @@ def terminate(ec2, instance_ids):
     ec2.terminate_instances(InstanceIds=instance_ids)
     ec2.get_waiter("instance_terminated").wait(InstanceIds=instance_ids, WaiterConfig=WAIT)
     gone = {ns_of(i) for i in instance_ids}
-    eventually("the terminated instances' namespaces removed", lambda: not (gone & namespaces()), timeout=10)
+    eventually("the terminated instances' namespaces removed", lambda: not (gone & namespaces()), timeout=30)
     check(True, f"terminated {', '.join(instance_ids)}")

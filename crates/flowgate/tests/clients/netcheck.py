@@ -3,6 +3,7 @@ test bed's namespaces (the external host, the public gateway, instances
 started by the netns driver), every wait bounded."""
 import os
 import subprocess
+import tempfile
 import time
 
 
@@ -28,8 +29,9 @@ def pings(ns, ip):
     return run_in(ns, "ping", "-n", "-q", "-c", "1", "-W", "1", ip).returncode == 0
 
 
-def eventually(what, probe, timeout=10.0):
-    """Polls `probe` until it returns something truthy; returns it."""
+def eventually(what, probe, timeout=30.0):
+    """Polls `probe` until it returns something truthy; returns it. The
+    deadline only costs time when the check fails: the machine is shared."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
@@ -62,7 +64,7 @@ class Listener:
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(0.3)
+        eventually(f"nc listening on port {port} in {ns}", lambda: f":{port} " in run_in(ns, "ss", "-Hltn").stdout)
 
     def result(self, timeout=5):
         try:
@@ -77,13 +79,20 @@ class Capture:
     """tcpdump in a namespace, for what crosses a link."""
 
     def __init__(self, ns, expression, count=1):
+        # tcpdump says on stderr when it listens: nothing sent before
+        # then is seen.
+        self.stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, "tcpdump", "-l", "-n", "-e", "-c", str(count), "-i", "eth0", *expression.split()],
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self.stderr,
             text=True,
         )
-        time.sleep(0.7)
+        eventually(f"tcpdump listening in {ns}", self._listening)
+
+    def _listening(self):
+        self.stderr.seek(0)
+        return "listening on" in self.stderr.read()
 
     def result(self, timeout=8):
         try:
