@@ -154,8 +154,10 @@ fn flows_naming(nodes: &CloudNodes, text: &str) -> usize {
 fn a_frozen_master_is_replaced_and_fenced_when_it_thaws() {
     const A: usize = 0;
     const B: usize = 1;
-    // Fast timings: the database ends a silent node's session after 1.5 s.
-    let timing = "election_interval_ms = 100\nlease_ms = 700\nsession_timeout_ms = 1500\n";
+    // Faster than the defaults (3 s, 5 s): the database ends a silent
+    // node's session after 4 s. A lease much shorter could lapse on a busy
+    // machine before the freeze, and the test would not freeze a leader.
+    let timing = "election_interval_ms = 100\nlease_ms = 2000\nsession_timeout_ms = 4000\n";
     let mut cloud = CloudNodes::prepare_with(&["a", "b"], timing);
     cloud.nodes[A].launch();
     wait_log(&cloud, A, "elected leader", 1);
