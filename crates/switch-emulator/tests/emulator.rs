@@ -60,7 +60,11 @@ fn error_names(version: Version, errors: &[openflow::ErrorMsg]) -> Vec<String> {
 #[tokio::test]
 async fn fifty_switches_handshake_and_describe_themselves() {
     let ctl = Controller::bind().await;
-    let emulator = Emulator::start(config(&ctl, 50)).unwrap();
+    let mut cfg = config(&ctl, 50);
+    // Connections wait unread while the others are described: no echo
+    // probe may time them out on a slow machine.
+    cfg.session.echo_interval = None;
+    let emulator = Emulator::start(cfg).unwrap();
     let mut dpids = BTreeSet::new();
     for _ in 0..50 {
         let mut c = ctl.accept(V13).await;
@@ -525,7 +529,8 @@ async fn switches_reconnect_and_keep_their_flows() {
 async fn the_switch_probes_an_idle_controller_and_gives_up_on_a_silent_one() {
     let ctl = Controller::bind().await;
     let mut cfg = config(&ctl, 1);
-    cfg.session.echo_interval = Some(Duration::from_millis(200));
+    // Long enough that a stalled test runtime does not miss a probe.
+    cfg.session.echo_interval = Some(Duration::from_secs(1));
     let emulator = Emulator::start(cfg).unwrap();
     let mut c = ctl.accept(V13).await;
     c.auto_echo = false;
