@@ -23,6 +23,7 @@ PACKAGES=(
   python3-venv
   curl
   postgresql
+  openssl
 )
 
 missing=()

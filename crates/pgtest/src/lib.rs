@@ -14,6 +14,10 @@
 //! * as root it runs as the unprivileged `postgres` user (PostgreSQL
 //!   refuses to run as root), through `setpriv`, which also asks the kernel
 //!   to kill it if the test process dies without cleaning up;
+//! * [`Postgres::start_tls`] starts one that also listens on a TCP port of
+//!   127.0.0.1 and takes TCP connections only over TLS, with a
+//!   certificate for 127.0.0.1 from a CA made for it
+//!   ([`testbed::pki`]);
 //! * dropping the [`Postgres`] shuts it down (immediate mode) and removes its
 //!   directory; what a killed test left behind is removed by
 //!   [`sweep_stale`], which [`Postgres::start`] calls, recognising leftovers
@@ -73,6 +77,9 @@ pub enum Error {
         /// What it printed on stderr.
         stderr: String,
     },
+    /// The TLS certificates could not be made.
+    #[error("making the server's TLS certificates: {0}")]
+    Certificates(String),
     /// The server did not start.
     #[error("PostgreSQL in {dir} did not become ready: {reason}\n{log}")]
     NotReady {
@@ -106,7 +113,13 @@ pub struct Postgres {
     child: Option<Child>,
     install: Install,
     settings: Vec<(String, String)>,
+    /// The server's port: its TCP port, and the number in its Unix
+    /// socket's name.
+    port: u16,
 }
+
+/// PostgreSQL's default port.
+const DEFAULT_PORT: u16 = 5432;
 
 impl Postgres {
     /// Starts a server with PostgreSQL's default settings (durable commits).
@@ -117,6 +130,70 @@ impl Postgres {
     /// Starts a server with extra settings (`-c name=value`), e.g.
     /// `("fsync", "off")`.
     pub fn start_with(settings: &[(&str, &str)]) -> Result<Postgres> {
+        let mut server = Postgres::prepare(settings)?;
+        server.launch()?;
+        Ok(server)
+    }
+
+    /// Starts a server that also listens on a free TCP port of 127.0.0.1
+    /// ([`Postgres::tcp_url`]) where it takes connections over TLS only
+    /// (`hostnossl` connections are rejected). Its certificate, for
+    /// 127.0.0.1 and localhost, is signed by a CA made for this server
+    /// alone ([`Postgres::tls_ca`]). The Unix socket stays as it is.
+    pub fn start_tls() -> Result<Postgres> {
+        let port = testbed::free_port();
+        let port_text = port.to_string();
+        let mut server = Postgres::prepare(&[
+            ("listen_addresses", "127.0.0.1"),
+            ("port", &port_text),
+            ("ssl", "on"),
+            ("ssl_cert_file", "server.crt"),
+            ("ssl_key_file", "server.key"),
+        ])?;
+        server.port = port;
+        let tls = server.dir.join("tls");
+        fs::create_dir_all(&tls).map_err(io_error(format!("creating {}", tls.display())))?;
+        let certificates =
+            testbed::pki::make_certificates(&tls).map_err(|e| Error::Certificates(e.to_string()))?;
+        let data = server.dir.join("data");
+        for (from, to) in [
+            (&certificates.server, "server.crt"),
+            (&certificates.server_key, "server.key"),
+        ] {
+            let target = data.join(to);
+            fs::copy(from, &target).map_err(io_error(format!("copying {}", from.display())))?;
+            // The server refuses a key others may read, or one it does not own.
+            set_mode(&target, 0o600)?;
+            if let Some((uid, gid)) = server.install.run_as {
+                std::os::unix::fs::chown(&target, Some(uid), Some(gid)).map_err(io_error(format!(
+                    "giving {} to the server's user",
+                    target.display()
+                )))?;
+            }
+        }
+        // The first line that matches decides: TCP without TLS is refused.
+        let hba = data.join("pg_hba.conf");
+        let rules = fs::read_to_string(&hba).map_err(io_error("reading pg_hba.conf"))?;
+        fs::write(&hba, format!("hostnossl all all all reject\n{rules}"))
+            .map_err(io_error("writing pg_hba.conf"))?;
+        server.launch()?;
+        Ok(server)
+    }
+
+    /// The CA certificate (PEM) that signed a [`Postgres::start_tls`]
+    /// server's certificate.
+    pub fn tls_ca(&self) -> PathBuf {
+        self.dir.join("tls/ca.pem")
+    }
+
+    /// A connection URL for the `postgres` database over TCP (TLS only, on
+    /// a [`Postgres::start_tls`] server), without TLS parameters.
+    pub fn tcp_url(&self) -> String {
+        format!("postgres://{USER}@127.0.0.1:{}/{DATABASE}", self.port)
+    }
+
+    /// A server's directory, copied from the template, not yet started.
+    fn prepare(settings: &[(&str, &str)]) -> Result<Postgres> {
         static N: AtomicU32 = AtomicU32::new(0);
         // Leftovers of killed test processes would pile up otherwise.
         let _ = sweep_stale();
@@ -134,7 +211,7 @@ impl Postgres {
             .arg("-a")
             .arg(template.join("data"))
             .arg(dir.join("data")))?;
-        let mut server = Postgres {
+        Ok(Postgres {
             dir,
             child: None,
             install,
@@ -142,9 +219,8 @@ impl Postgres {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        };
-        server.launch()?;
-        Ok(server)
+            port: DEFAULT_PORT,
+        })
     }
 
     /// The server's directory (data directory, socket and log inside).
@@ -165,7 +241,8 @@ impl Postgres {
     /// A connection URL for `database` on this server.
     pub fn url_for(&self, database: &str) -> String {
         format!(
-            "postgres://{USER}@localhost/{database}?host={}",
+            "postgres://{USER}@localhost:{}/{database}?host={}",
+            self.port,
             self.socket_dir().display()
         )
     }
@@ -192,6 +269,8 @@ impl Postgres {
             .arg("ON_ERROR_STOP=1")
             .arg("-h")
             .arg(self.socket_dir())
+            .arg("-p")
+            .arg(self.port.to_string())
             .arg("-U")
             .arg(USER)
             .arg("-d")
@@ -427,6 +506,13 @@ impl Install {
             })
         }
     }
+}
+
+/// Sets the permission bits of `path`.
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(io_error(format!("setting the mode of {}", path.display())))
 }
 
 fn newest_debian_bindir() -> Option<PathBuf> {

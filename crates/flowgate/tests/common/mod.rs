@@ -7,7 +7,7 @@ pub mod cloud;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -59,26 +59,7 @@ impl Drop for TempDir {
     }
 }
 
-/// A port nothing listens on now, below the kernel's ephemeral range
-/// (32768 and up on Debian): a port from that range can become the source
-/// port of any client connection on the machine (the tests running beside
-/// this one make thousands) between the moment it is chosen and the
-/// moment `flowgate serve` binds it, which then fails.
-pub fn free_port() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    const FIRST: u16 = 20000;
-    const COUNT: u64 = 12000;
-    for _ in 0..1000 {
-        // RandomState is seeded afresh for each call: a random port, so
-        // that tests running at once rarely try the same ones.
-        let random = std::hash::RandomState::new().build_hasher().finish();
-        let port = FIRST + (random % COUNT) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {FIRST}..{}", u64::from(FIRST) + COUNT);
-}
+pub use testbed::free_port;
 
 /// Runs a command with a deadline; kills it when the deadline passes.
 /// Its output is drained while it runs, so a command that prints more than
