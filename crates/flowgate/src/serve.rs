@@ -230,7 +230,9 @@ fn connections_within_open_files(max_connections: usize) -> usize {
     if max_connections == 0 || max_connections <= room {
         return max_connections;
     }
-    tracing::warn!(
+    // Info, not a warning: with a shell's usual limit (1024) this is how
+    // the demo and a first `serve` run, and they need no more.
+    tracing::info!(
         configured = max_connections,
         open_files,
         allowed = room,
