@@ -139,9 +139,11 @@ fn the_data_plane_survives_a_controller_kill() {
     let counted = testbed::wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
         bed.dump().iter().all(|f| packets_of(f) >= 60)
     });
+    // Taken before the dump: a flow untouched since the install is at
+    // least this old when dumped, however slow the dump.
+    let age = installed_at.elapsed().as_secs_f64();
     let flows = bed.dump();
     assert!(counted.is_ok(), "counters stopped short of the pings: {flows:?}");
-    let age = installed_at.elapsed().as_secs_f64();
     for flow in flows {
         assert!(
             duration_of(&flow) >= age - 1.0,
