@@ -28,11 +28,14 @@ fn controller_child_process() {
     let Ok(socket) = std::env::var(SOCKET_ENV) else {
         return;
     };
-    let h = Harness::start(PathBuf::from(socket), ControllerConfig::default());
-    let generation = h
-        .controller
-        .desired()
-        .update(DPID, |set| set.set_owner(FORWARDING, forwarding_flows()));
+    // Published before listening: the switch, reconnecting as fast as it
+    // can, must not find a controller that wants no flows.
+    let mut generation = 0;
+    let h = Harness::start_with_desired(PathBuf::from(socket), ControllerConfig::default(), |c| {
+        generation = c
+            .desired()
+            .update(DPID, |set| set.set_owner(FORWARDING, forwarding_flows()));
+    });
     h.rt.block_on(
         h.controller
             .wait_synced(DPID, generation, Duration::from_secs(60)),

@@ -29,12 +29,24 @@ pub struct Harness {
 impl Harness {
     /// Starts a controller listening on `socket`.
     pub fn start(socket: PathBuf, config: ControllerConfig) -> Harness {
+        Harness::start_with_desired(socket, config, |_| {})
+    }
+
+    /// Starts a controller whose desired flows `publish` sets before it
+    /// listens on `socket`: a switch that connects at once reconciles
+    /// against them, never against an empty set.
+    pub fn start_with_desired(
+        socket: PathBuf,
+        config: ControllerConfig,
+        publish: impl FnOnce(&Controller),
+    ) -> Harness {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
         let controller = Controller::new(config);
+        publish(&controller);
         let listener = rt
             .block_on(Listener::bind(&ListenAddr::Unix(socket.clone())))
             .expect("bind the controller socket");
