@@ -80,8 +80,9 @@ pub struct ApiSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OpenflowSection {
-    /// TCP address the hypervisors' bridges connect to.
-    pub listen: SocketAddr,
+    /// TCP address the hypervisors' bridges connect to (`ADDR:PORT`);
+    /// empty for none, when they connect over TLS (or a Unix socket) only.
+    pub listen: String,
     /// Unix sockets to listen on as well (Open vSwitch only connects to a
     /// `unix:` controller inside its run directory; the demo uses this).
     pub unix_sockets: Vec<PathBuf>,
@@ -178,6 +179,18 @@ impl Default for Config {
     }
 }
 
+/// The address a `key` of the configuration names: `ADDR:PORT`, or empty
+/// for none.
+fn optional_address(key: &str, value: &str) -> Result<Option<SocketAddr>, String> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value
+        .parse()
+        .map(Some)
+        .map_err(|_| format!("{key}: {value:?} is not ADDR:PORT (or empty for none)"))
+}
+
 impl Default for ApiSection {
     fn default() -> Self {
         ApiSection {
@@ -204,7 +217,7 @@ impl Default for ApiSection {
 impl Default for OpenflowSection {
     fn default() -> Self {
         OpenflowSection {
-            listen: SocketAddr::from(([127, 0, 0, 1], 6653)),
+            listen: "127.0.0.1:6653".into(),
             unix_sockets: Vec::new(),
             echo_interval_seconds: 5,
             bundles: true,
@@ -309,6 +322,7 @@ impl Config {
         config.public_gateway_mac()?;
         config.store_location()?;
         config.metrics_listen()?;
+        config.openflow_listen()?;
         config.check_api_limits()?;
         config.check_tls()?;
         config.check_nodes()?;
@@ -426,14 +440,12 @@ impl Config {
 
     /// Where to serve `/metrics`, if anywhere.
     pub fn metrics_listen(&self) -> Result<Option<SocketAddr>, String> {
-        if self.metrics.listen.is_empty() {
-            return Ok(None);
-        }
-        self.metrics
-            .listen
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("metrics.listen: {:?} is not ADDR:PORT", self.metrics.listen))
+        optional_address("metrics.listen", &self.metrics.listen)
+    }
+
+    /// Where switches connect over plain TCP, if anywhere.
+    pub fn openflow_listen(&self) -> Result<Option<SocketAddr>, String> {
+        optional_address("openflow.listen", &self.openflow.listen)
     }
 
     /// The OpenFlow controller's settings.
@@ -594,6 +606,23 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn listen_addresses_may_be_empty_for_none() {
+        let defaults = Config::parse("").unwrap();
+        assert_eq!(
+            defaults.openflow_listen().unwrap(),
+            Some(SocketAddr::from(([127, 0, 0, 1], 6653)))
+        );
+        assert!(defaults.metrics_listen().unwrap().is_some());
+        let none = Config::parse("[openflow]\nlisten = \"\"\n[metrics]\nlisten = \"\"\n").unwrap();
+        assert_eq!(none.openflow_listen().unwrap(), None);
+        assert_eq!(none.metrics_listen().unwrap(), None);
+        let err = Config::parse("[openflow]\nlisten = \"tcp:0.0.0.0:6653\"\n")
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("openflow.listen"), "{err}");
     }
 
     #[test]

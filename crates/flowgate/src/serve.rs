@@ -36,7 +36,7 @@ pub fn effective_config(args: &ServeArgs) -> Result<Config, String> {
         config.api.listen = listen;
     }
     if let Some(listen) = args.openflow_listen {
-        config.openflow.listen = listen;
+        config.openflow.listen = listen.to_string();
     }
     Ok(config)
 }
@@ -179,10 +179,10 @@ impl Serving {
             };
             start_metrics(addr, sources).await?;
         }
+        // The OpenFlow listeners were each logged as they started.
         tracing::info!(
             api = %api_config.listen,
             https = api_tls.is_some(),
-            openflow = %config.openflow.listen,
             region = %api_config.region,
             "flowgate serving"
         );
@@ -257,11 +257,17 @@ async fn start_controller(config: &Config, tcp: OpenflowTcp, role: RoleClaim) ->
     });
     let mut addresses = Vec::new();
     if tcp == OpenflowTcp::Listen {
-        addresses.push(ListenAddr::Tcp(config.openflow.listen));
+        addresses.extend(config.openflow_listen()?.map(ListenAddr::Tcp));
     }
     addresses.extend(config.openflow.unix_sockets.iter().cloned().map(ListenAddr::Unix));
     let tls = config.openflow_tls()?;
     addresses.extend(tls.as_ref().map(|(addr, _)| ListenAddr::Tls(*addr)));
+    if addresses.is_empty() {
+        return Err(
+            "no OpenFlow listener: no switch could connect (set openflow.listen, openflow.tls_listen or openflow.unix_sockets)"
+                .into(),
+        );
+    }
     for addr in addresses {
         let bound = match (&addr, &tls) {
             (ListenAddr::Tls(a), Some((_, tls))) => Listener::bind_tls(*a, tls.clone()).await,

@@ -206,7 +206,7 @@ fn a_switch_with_a_certificate_of_the_trusted_ca_connects_and_one_without_tls_or
         format!(
             "[store]\npoll_interval_ms = 50\n\
              [metrics]\nlisten = \"127.0.0.1:9773\"\n\
-             [openflow]\ntls_listen = \"ssl:{TLS_LISTEN}\"\n\
+             [openflow]\nlisten = \"\"\ntls_listen = \"ssl:{TLS_LISTEN}\"\n\
              tls_cert = \"{}\"\ntls_key = \"{}\"\ntls_ca = \"{}\"\n",
             controller_cert.display(),
             controller_key.display(),
@@ -228,8 +228,6 @@ fn a_switch_with_a_certificate_of_the_trusted_ca_connects_and_one_without_tls_or
             &data_dir,
             "--api-listen",
             "127.0.0.1:8773",
-            "--openflow-listen",
-            "127.0.0.1:6633",
         ])
         .unwrap();
     let mut serve = LabServer {
@@ -242,6 +240,12 @@ fn a_switch_with_a_certificate_of_the_trusted_ca_connects_and_one_without_tls_or
     assert!(
         serve.log().contains(&format!("ssl:{TLS_LISTEN}")),
         "no TLS listener in the log:\n{}",
+        serve.log()
+    );
+    // `openflow.listen = ""`: switches may connect over TLS only.
+    assert!(
+        !serve.log().contains("addr=tcp:"),
+        "a plain TCP OpenFlow listener:\n{}",
         serve.log()
     );
 
