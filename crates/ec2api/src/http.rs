@@ -28,7 +28,7 @@ use crate::limits::Limits;
 /// completes; then stops accepting, lets the requests in progress finish
 /// (idle connections are closed) and returns once every connection is.
 pub(crate) async fn serve<L>(
-    listener: L,
+    mut listener: L,
     router: Router,
     api: Arc<Api>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -42,7 +42,6 @@ pub(crate) async fn serve<L>(
     // Every connection holds a receiver: all are gone once `closed`
     // completes.
     let (closed_tx, closed_rx) = watch::channel(());
-    let mut listener = listener;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // Take a place first: with none free, connections wait in the

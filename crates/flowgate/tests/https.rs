@@ -23,14 +23,7 @@ fn boto3_and_the_aws_cli_over_https_trusting_the_ca() {
         cert.display(),
         key.display()
     ));
-    server.admin(&[
-        "pool",
-        "add",
-        "--cidr",
-        common::POOL_CIDR,
-        "--gateway",
-        "203.0.113.1",
-    ]);
+    server.add_pool();
     let alice = server.account("alice");
     server.launch();
     server.client_env_ok(

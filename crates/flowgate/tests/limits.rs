@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{Server, free_port, read_answer, scrape_metrics, signed_post, signed_request};
+use common::{Keys, Server, free_port, read_answer, scrape_metric, signed_post, signed_request};
 use testbed::wait_until;
 
 const DESCRIBE: &str = "Action=DescribeAddresses&Version=2016-11-15";
@@ -28,14 +28,7 @@ fn bursts_beyond_an_accounts_bucket_get_request_limit_exceeded() {
          write_requests_per_second = 0.001\nwrite_request_burst = 4\n\
          read_requests_per_second = 0.001\nread_request_burst = 6\n",
     );
-    server.admin(&[
-        "pool",
-        "add",
-        "--cidr",
-        common::POOL_CIDR,
-        "--gateway",
-        "203.0.113.1",
-    ]);
+    server.add_pool();
     // Made before serve starts, so that no request is spent waiting for
     // the server to see them.
     let alice = server.account("alice");
@@ -53,14 +46,22 @@ fn bursts_beyond_an_accounts_bucket_get_request_limit_exceeded() {
     );
 }
 
-#[test]
-fn requests_beyond_the_bound_in_progress_get_unavailable_until_one_finishes() {
+/// A server with `api_settings` in its `[api]` section and metrics on a
+/// port of its own, and an account made before it started: (server,
+/// account, metrics port).
+fn serving_with_metrics(api_settings: &str) -> (Server, Keys, u16) {
     let metrics = free_port();
     let mut server = Server::prepare(&format!(
-        "[api]\nmax_requests_in_progress = 1\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"
+        "[api]\n{api_settings}\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"
     ));
     let alice = server.account("alice");
     server.launch();
+    (server, alice, metrics)
+}
+
+#[test]
+fn requests_beyond_the_bound_in_progress_get_unavailable_until_one_finishes() {
+    let (server, alice, metrics) = serving_with_metrics("max_requests_in_progress = 1");
     let call = || {
         signed_post(server.port, &alice, DESCRIBE)
             .unwrap_or_else(|| panic!("the server did not answer:\n{}", server.log()))
@@ -77,10 +78,7 @@ fn requests_beyond_the_bound_in_progress_get_unavailable_until_one_finishes() {
     )
     .unwrap();
     let holding = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
-        scrape_metrics(metrics).is_some_and(|text| {
-            text.lines()
-                .any(|line| line == "flowgate_api_requests_in_progress 1")
-        })
+        scrape_metric(metrics, "flowgate_api_requests_in_progress").as_deref() == Some("1")
     });
     assert!(
         holding.is_ok(),
@@ -119,21 +117,9 @@ fn closed_by_server(stream: &mut TcpStream, limit: Duration) -> bool {
     }
 }
 
-/// The value of the sample `name` (no labels) in the metrics on `port`.
-fn metric(port: u16, name: &str) -> Option<String> {
-    let text = scrape_metrics(port)?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ').map(str::to_string))
-}
-
 #[test]
 fn connections_that_do_not_send_their_headers_in_time_are_closed() {
-    let metrics = free_port();
-    let mut server = Server::prepare(&format!(
-        "[api]\nheader_timeout_seconds = 1\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"
-    ));
-    let alice = server.account("alice");
-    server.launch();
+    let (server, alice, metrics) = serving_with_metrics("header_timeout_seconds = 1");
 
     // One connects and sends nothing; one sends half its headers and
     // stops; one trickles its headers a byte every 200 ms, which must not
@@ -179,7 +165,7 @@ fn connections_that_do_not_send_their_headers_in_time_are_closed() {
         server.log()
     );
     assert_eq!(
-        metric(metrics, "flowgate_api_header_timeouts_total").as_deref(),
+        scrape_metric(metrics, "flowgate_api_header_timeouts_total").as_deref(),
         Some("3"),
         "each is counted"
     );
@@ -190,19 +176,14 @@ fn connections_that_do_not_send_their_headers_in_time_are_closed() {
 
 #[test]
 fn beyond_the_bound_on_connections_new_ones_wait_until_one_closes() {
-    let metrics = free_port();
-    let mut server = Server::prepare(&format!(
-        "[api]\nmax_connections = 1\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"
-    ));
-    let alice = server.account("alice");
-    server.launch();
+    let (server, alice, metrics) = serving_with_metrics("max_connections = 1");
 
     // The only place, held by a connection in the middle of its headers
     // (closed only after the default 30 s).
     let mut held = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     held.write_all(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n").unwrap();
     let holding = testbed::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
-        metric(metrics, "flowgate_api_connections_open").as_deref() == Some("1")
+        scrape_metric(metrics, "flowgate_api_connections_open").as_deref() == Some("1")
     });
     assert!(
         holding.is_ok(),

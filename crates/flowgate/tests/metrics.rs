@@ -23,24 +23,16 @@ fn metrics_count_api_requests_store_commits_and_render_valid_text() {
         "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
          [api]\nread_requests_per_second = 0.001\nread_request_burst = 2\n"
     ));
-    server.admin(&[
-        "pool",
-        "add",
-        "--cidr",
-        common::POOL_CIDR,
-        "--gateway",
-        "203.0.113.1",
-    ]);
+    server.add_pool();
     // Made before serve starts, so that no request is spent waiting for
     // the server to see it.
     let alice = server.account("alice");
+    // Serving once launched: the metrics endpoint is up by then.
     server.launch();
-    // The API listens before the metrics endpoint is up.
-    wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
-        scrape_metrics(metrics_port).is_some()
-    })
-    .unwrap_or_else(|_| panic!("no /metrics on port {metrics_port}:\n{}", server.log()));
-    let before = Samples::parse(&scrape_metrics(metrics_port).unwrap());
+    let before = Samples::parse(
+        &scrape_metrics(metrics_port)
+            .unwrap_or_else(|| panic!("no /metrics on port {metrics_port}:\n{}", server.log())),
+    );
 
     let call = |keys: &Keys, body: &str| signed_post(server.port, keys, body).expect("the server answers");
     let (status, _) = call(&alice, "Action=DescribeAddresses&Version=2016-11-15");

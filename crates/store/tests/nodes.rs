@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Db, account_with_pool, options, runtime};
+use common::{Db, account_with_pool, event_reaching, options, runtime};
 use model::{Domain, SeededEntropy};
 use store::election::{self, ElectionOptions, Leadership};
 use store::{MutateError, Store, StoreOptions};
@@ -50,21 +50,14 @@ fn every_commit_reaches_the_other_nodes_feed() {
             // From the writer's acknowledgement to the other node's feed.
             let acknowledged = Instant::now();
             let target = a.revision();
-            loop {
-                let event = tokio::time::timeout(Duration::from_secs(30), feed.recv())
-                    .await
-                    .expect("node B heard nothing within 30 s (polling is off)")
-                    .unwrap();
-                if event.revision >= target {
-                    assert!(
-                        event
-                            .changes
-                            .iter()
-                            .any(|c| c.id == address.allocation_id.as_str())
-                    );
-                    break;
-                }
-            }
+            // Polling is off: only a notification brings it.
+            let event = event_reaching(&mut feed, target).await;
+            assert!(
+                event
+                    .changes
+                    .iter()
+                    .any(|c| c.id == address.allocation_id.as_str())
+            );
             delays.push(acknowledged.elapsed());
         }
         delays.sort();

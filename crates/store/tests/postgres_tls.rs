@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{account_with_pool, options, runtime};
+use common::{account_with_pool, event_reaching, options, runtime};
 use model::{Domain, SeededEntropy};
 use store::election::{self, ElectionOptions, Leadership};
 use store::{Store, StoreLocation, StoreOptions};
@@ -43,16 +43,7 @@ fn nodes_reach_a_postgres_server_over_verified_tls_only() {
             .mutate(move |s| s.allocate_address(&acc, Domain::Vpc, 1000, &mut SeededEntropy(1)))
             .await
             .unwrap();
-        let target = a.revision();
-        loop {
-            let event = tokio::time::timeout(Duration::from_secs(30), feed.recv())
-                .await
-                .expect("B heard of A's commit over its TLS connection")
-                .unwrap();
-            if event.revision >= target {
-                break;
-            }
-        }
+        event_reaching(&mut feed, a.revision()).await;
         assert_eq!(b.read().objects(), a.read().objects(), "B holds what A wrote");
         assert!(
             format!("{:?}", b.read().objects()).contains(address.allocation_id.as_str()),

@@ -172,10 +172,15 @@ impl Server {
     /// A data directory with a pool, a network and an image, and a server on it.
     pub fn start(config_toml: &str) -> Server {
         let mut server = Server::prepare(config_toml);
-        server.admin(&["pool", "add", "--cidr", POOL_CIDR, "--gateway", "203.0.113.1"]);
+        server.add_pool();
         server.admin(&["network", "add", "--cidr", "10.0.0.0/24", "--gateway", "10.0.0.1"]);
         server.launch();
         server
+    }
+
+    /// Adds the public pool [`POOL_CIDR`] (gateway 203.0.113.1).
+    pub fn add_pool(&self) {
+        self.admin(&["pool", "add", "--cidr", POOL_CIDR, "--gateway", "203.0.113.1"]);
     }
 
     /// A data directory with nothing in it and a configured, not yet
@@ -531,6 +536,13 @@ pub fn wait_for_keys(port: u16, keys: &Keys) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The value of the sample `name` (no labels) in the metrics on `port`.
+pub fn scrape_metric(port: u16, name: &str) -> Option<String> {
+    let text = scrape_metrics(port)?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ').map(str::to_string))
 }
 
 /// The body of `GET /metrics` on `port`, if it answers 200.

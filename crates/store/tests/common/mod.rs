@@ -104,3 +104,20 @@ pub async fn account_with_pool(store: &Store, cidr: &'static str, gateway: &'sta
         .await
         .unwrap()
 }
+
+/// The first event of `feed` at or past `revision`, waited for at most
+/// 30 s (a node hears of another's commits through its feed).
+pub async fn event_reaching(
+    feed: &mut tokio::sync::broadcast::Receiver<store::ChangeEvent>,
+    revision: u64,
+) -> store::ChangeEvent {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(30), feed.recv())
+            .await
+            .expect("no event of that revision within 30 s")
+            .unwrap();
+        if event.revision >= revision {
+            return event;
+        }
+    }
+}
