@@ -103,15 +103,6 @@ fn work_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn free_port() -> Result<u16> {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("finding a free port", e))?;
-    Ok(listener
-        .local_addr()
-        .map_err(|e| Error::io("finding a free port", e))?
-        .port())
-}
-
 /// The value of `"name":"..."` in a line of JSON from `flowgate admin --json`.
 fn json_field(json: &str, name: &str) -> Result<String> {
     let needle = format!("\"{name}\":\"");
@@ -169,7 +160,7 @@ impl Cloud {
              [openflow]\nlisten = \"127.0.0.1:{}\"\nunix_sockets = [\"{}\"]\n\
              [network]\npublic_gateway_mac = \"02:00:00:00:00:01\"\n\
              [metrics]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n",
-            free_port()?,
+            testbed::free_port(),
             socket.display()
         );
         std::fs::write(&config, toml).map_err(|e| Error::io(format!("writing {}", config.display()), e))?;
@@ -210,7 +201,7 @@ impl Cloud {
             &format!("unix:{}", lab.db_socket().display()),
         ])?;
 
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let addr = SocketAddr::from(([127, 0, 0, 1], testbed::free_port()));
         let log =
             std::fs::File::create(work.join("serve.log")).map_err(|e| Error::io("creating serve.log", e))?;
         let child = Command::new(flowgate)

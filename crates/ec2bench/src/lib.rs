@@ -240,11 +240,6 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
-}
-
 fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
@@ -267,7 +262,7 @@ fn json_field(json: &str, name: &str) -> Result<String, String> {
 }
 
 fn start_moto(moto: &Path) -> Result<(Process, Target), String> {
-    let port = free_port()?;
+    let port = testbed::free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut child = Command::new(moto)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])

@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::client::{Connection, Target, call, element};
-use crate::{Options, Process, Workload, free_port, json_field, measure_on, ms, populate, wait_listening};
+use crate::{Options, Process, Workload, json_field, measure_on, ms, populate, wait_listening};
+use testbed::free_port;
 
 /// Runs the store comparison in a scratch directory and returns its
 /// report: a Markdown table and notes (progress goes to stderr).
@@ -84,8 +85,8 @@ pub(crate) fn start_nodes(
     let mut processes = Vec::new();
     let mut targets = Vec::new();
     for _ in 0..nodes {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let openflow = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let openflow = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut command = Command::new(flowgate);
         command
             .arg("serve")
