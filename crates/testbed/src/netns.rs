@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::cmd::{self, kill_pids};
 use crate::error::{Error, Result};
+use crate::process;
 use crate::wait::wait_for;
 
 /// Where `ip netns` keeps its namespace handles.
@@ -91,10 +92,13 @@ pub(crate) fn pids(name: &str) -> Result<Vec<u32>> {
         .collect()
 }
 
-/// SIGKILLs every process in the namespace and waits until none is left.
+/// SIGKILLs every process in the namespace and waits until each is gone.
+/// A dying process leaves the namespace before it has finished exiting, so
+/// an empty namespace alone does not say the processes are gone.
 pub(crate) fn kill_all(name: &str) -> Result<()> {
     let me = std::process::id();
     let mut last_error = None;
+    let mut killed: Vec<(u32, u64)> = Vec::new();
     let done = wait_for(
         &format!("the processes in netns {name} to exit"),
         KILL_TIMEOUT,
@@ -103,8 +107,18 @@ pub(crate) fn kill_all(name: &str) -> Result<()> {
             Ok(pids) => {
                 // Never shoot ourselves, whatever namespace we were started in.
                 let pids: Vec<u32> = pids.into_iter().filter(|&p| p != me).collect();
+                for &pid in &pids {
+                    if let Some(started) = process::start_time(pid)
+                        && !killed.contains(&(pid, started))
+                    {
+                        killed.push((pid, started));
+                    }
+                }
                 kill_pids(&pids);
                 pids.is_empty()
+                    && killed
+                        .iter()
+                        .all(|&(pid, started)| !process::still_running(pid, started))
             }
             Err(e) => {
                 last_error = Some(e);

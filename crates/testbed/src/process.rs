@@ -30,6 +30,21 @@ pub(crate) fn alive(pid: u32) -> bool {
     }
 }
 
+/// When `pid` started (field 22 of `/proc/PID/stat`, clock ticks since
+/// boot): with the pid, it names one process, whatever reuses the pid.
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_command = &stat[stat.rfind(')')? + 1..];
+    // After the command: the state is field 3, the start time field 22.
+    after_command.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the process that started as `pid` at `started` ([`start_time`])
+/// is still running: not gone, not a zombie, its pid not reused.
+pub(crate) fn still_running(pid: u32, started: u64) -> bool {
+    alive(pid) && start_time(pid) == Some(started)
+}
+
 /// A process running in the background (a server in a host, a controller in
 /// a lab). Dropping the guard kills the process and everything in its
 /// process group, then reaps it.
